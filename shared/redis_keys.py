@@ -1,0 +1,43 @@
+"""Every Redis key and channel name the service uses is built here, and only here."""
+
+from __future__ import annotations
+
+PREFIX = "la"
+
+EVENTS_CHANNEL_PATTERN = f"{PREFIX}:events:*"
+WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
+LLM_SLOTS = f"{PREFIX}:llm:slots"
+LLM_PROPS_CACHE = f"{PREFIX}:llm:props"
+RUNNING_JOBS = f"{PREFIX}:jobs:running"
+
+
+def job(job_id: str) -> str:
+    """Hash with the job record: status, stage, attempt, request, result, error, seq."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_events(job_id: str) -> str:
+    """Stream holding the job's replayable event backlog; entry ids are `0-<seq>`."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def events_channel(job_id: str) -> str:
+    """Pub/sub channel carrying the job's live events as `<seq>|<json>`."""
+    return f"{PREFIX}:events:{job_id}"
+
+
+def job_id_from_channel(channel: str) -> str:
+    return channel.rsplit(":", 1)[-1]
+
+
+def stage_data(job_id: str, stage: str) -> str:
+    """Compressed output of one stage, read by the next stage."""
+    return f"{PREFIX}:job:{job_id}:data:{stage}"
+
+
+def worker_heartbeat(hostname: str) -> str:
+    return f"{PREFIX}:worker:{hostname}"
+
+
+def tokenize_cache(digest: str) -> str:
+    return f"{PREFIX}:tok:{digest}"

@@ -1,0 +1,78 @@
+"""Service configuration, read once from environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LOG_FILTER = '|~ "(?i)(error|warn|failed|exception|panic|fatal)"'
+
+
+class Settings(BaseSettings):
+    """Every knob of the API and the workers; names are the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # Upstreams (defaults are the in-cluster names of the seed deployment).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    loki_url: str = "http://loki.monitoring.svc.cluster.local:3100"
+    llama_url: str = "http://llama-cpp.llm.svc.cluster.local:8080"
+    model_name: str = "SmolLM2-135M-Instruct"
+    otel_exporter_otlp_endpoint: str = "http://tempo.monitoring.svc.cluster.local:4317"
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = "grpc"
+    otel_sdk_disabled: bool = False
+    deployment_environment: str = "development"
+    log_level: str = "INFO"
+
+    # Log source: Loki over HTTP, or kubelet-layout files on this node.
+    log_source: Literal["loki", "files"] = "loki"
+    log_files_root: str = "/var/log/pods"
+
+    # Request limits.
+    max_time_range_hours: float = Field(default=24.0, gt=0)
+    max_limit: int = 200
+    max_scan_limit: int = 100_000
+    loki_page_size: int = Field(default=5000, ge=1, le=5000)
+    loki_timeout_s: float = 30.0
+    loki_max_retries: int = 4
+
+    # LLM.
+    llm_max_tokens: int = Field(default=512, ge=1, le=4096)
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_connect_timeout_s: float = 5.0
+    llm_first_token_timeout_s: float = 120.0
+    llm_idle_timeout_s: float = 30.0
+    llm_loading_wait_s: float = 120.0
+    llm_max_retries: int = 2
+    llm_slot_wait_s: float = 600.0
+
+    # Jobs, events and queues.
+    job_ttl_s: int = 7 * 24 * 3600
+    event_backlog_max: int = 50_000
+    sse_ping_s: float = 15.0
+    sse_client_buffer: int = 1000
+    sse_send_timeout_s: float = 30.0
+    enqueue_timeout_s: float = 3.0
+    stage_soft_time_limit_s: int = 600
+    stage_time_limit_s: int = 660
+    visibility_timeout_s: int = 3600
+    max_attempts: int = Field(default=3, ge=1)
+    worker_heartbeat_s: float = 5.0
+
+    api_keys: list[SecretStr] = Field(default_factory=list)
+
+    @field_validator("visibility_timeout_s")
+    @classmethod
+    def _visibility_outlasts_tasks(cls, value: int) -> int:
+        if value < 10:
+            raise ValueError("visibility_timeout_s must be at least 10 seconds")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()
