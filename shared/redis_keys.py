@@ -4,11 +4,14 @@ from __future__ import annotations
 
 PREFIX = "la"
 
+# Celery queue names: on the Redis broker each queue is a list under exactly this key.
+INTERACTIVE_QUEUE = "interactive"
+BACKFILL_QUEUE = "backfill"
+
 EVENTS_CHANNEL_PATTERN = f"{PREFIX}:events:*"
 WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
 LLM_SLOTS = f"{PREFIX}:llm:slots"
 LLM_PROPS_CACHE = f"{PREFIX}:llm:props"
-RUNNING_JOBS = f"{PREFIX}:jobs:running"
 
 
 def job(job_id: str) -> str:
@@ -41,3 +44,6 @@ def worker_heartbeat(hostname: str) -> str:
 
 def tokenize_cache(digest: str) -> str:
     return f"{PREFIX}:tok:{digest}"
+
+
+METRICS = f"{PREFIX}:metrics"

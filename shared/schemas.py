@@ -183,6 +183,7 @@ class JobResult(BaseModel):
     prompt_tokens: int | None = None
     tokens_generated: int = 0
     finish_reason: str | None = None
+    time_to_first_token_s: float | None = None
     timings: LlmTimings | None = None
 
 

@@ -1,0 +1,112 @@
+"""`/v1/jobs`: submit, inspect, follow and cancel analysis jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from opentelemetry.propagate import extract
+from opentelemetry.trace import Link, get_current_span
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import StateDep
+from api.streaming import SlowClientError, job_events
+from api.submit import submit_job
+from shared.errors import InvalidQueryError
+from shared.schemas import AnalysisRequest, JobAccepted, JobStatus, JobView
+from shared.telemetry import tracer
+from shared.validation import validate_request
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SSE_RETRY_MS = 2000
+
+
+@router.post("", status_code=202, response_model=JobAccepted)
+async def create_job(
+    body: AnalysisRequest, state: StateDep, request: Request, response: Response
+) -> JobAccepted:
+    """Validate the request, queue the pipeline and answer at once with where to follow it."""
+    validate_request(body, state.settings)
+    job_id = await submit_job(state, body)
+    status_url = str(request.url_for("get_job", job_id=job_id))
+    response.headers["Location"] = status_url
+    return JobAccepted(
+        job_id=job_id,
+        status=JobStatus.QUEUED,
+        status_url=status_url,
+        events_url=str(request.url_for("job_events_stream", job_id=job_id)),
+    )
+
+
+@router.get("/{job_id}", response_model=JobView)
+async def get_job(job_id: str, state: StateDep) -> JobView:
+    """The job's status, current stage, counts, result and error."""
+    return await state.store.view(job_id)
+
+
+@router.delete("/{job_id}", status_code=202, response_model=JobView)
+async def cancel_job(job_id: str, state: StateDep) -> JobView:
+    """Cancel a job; a running LLM call stops at its next token. Idempotent."""
+    view = await state.store.view(job_id)
+    if not view.status.terminal:
+        await state.store.finish(job_id, JobStatus.CANCELLED)
+        view = await state.store.view(job_id)
+    return view
+
+
+def job_trace_links(traceparent: str) -> list[Link]:
+    """A span link to the job's own trace, so a viewer can go from a stream to its job."""
+    if not traceparent:
+        return []
+    span_context = get_current_span(extract({"traceparent": traceparent})).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+def parse_last_event_id(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        seq = int(value)
+    except ValueError:
+        seq = -1
+    if seq < 0:
+        raise InvalidQueryError("Last-Event-ID", "Last-Event-ID must be a non-negative integer")
+    return seq
+
+
+@router.get("/{job_id}/events", name="job_events_stream")
+async def stream_job_events(
+    job_id: str,
+    state: StateDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail."""
+    after = parse_last_event_id(last_event_id)
+    await state.store.view(job_id)  # 404 before the stream starts
+    links = job_trace_links(await state.store.traceparent(job_id))
+
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
+        try:
+            with tracer().start_as_current_span("follow_job", links=links) as span:
+                span.set_attribute("job.id", job_id)
+                span.set_attribute("sse.last_event_id", after)
+                async for event in job_events(job_id, after, state.store, state.hub):
+                    yield ServerSentEvent(
+                        data=event.model_dump_json(), event=event.type.value, id=str(event.seq)
+                    )
+        except SlowClientError:
+            yield ServerSentEvent(
+                event="error",
+                data='{"code":"slow_client","message":"client too slow; reconnect with '
+                'Last-Event-ID to resume"}',
+            )
+
+    return EventSourceResponse(
+        frames(),
+        ping=int(state.settings.sse_ping_s),
+        send_timeout=state.settings.sse_send_timeout_s,
+        headers={"Cache-Control": "no-cache"},
+    )

@@ -1,0 +1,343 @@
+"""The job record and its event log in Redis: the source of truth for both API and workers.
+
+Every event is appended by one Lua script that bumps the job's sequence number, adds the event
+to a capped stream (the replayable backlog) and publishes it (the live tail) atomically, so a
+reader that subscribes first and then reads the backlog can merge the two by `seq` with no gap
+and no duplicate. The same script refuses to write once the job is terminal, so nothing ever
+follows `done`, and refuses writes from a stale attempt (a redelivered duplicate of a task).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from shared import metrics, redis_keys
+from shared.errors import JobNotFoundError
+from shared.schemas import (
+    AnalysisRequest,
+    Event,
+    EventType,
+    JobError,
+    JobResult,
+    JobStatus,
+    JobView,
+    Stage,
+)
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+# KEYS: job hash, events stream.
+# ARGV: channel, maxlen, ttl, expected attempt ("" = any), n field pairs, fields..., events...
+# Returns the last seq written, 0 when refused (job terminal or stale attempt), -1 if no job.
+_COMMIT_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return 0 end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
+local nfields = tonumber(ARGV[5])
+local i = 6
+if nfields > 0 then
+  local pairs = {}
+  for j = 0, nfields * 2 - 1 do pairs[#pairs + 1] = ARGV[i + j] end
+  redis.call('HSET', KEYS[1], unpack(pairs))
+  i = i + nfields * 2
+end
+local seq = 0
+while i <= #ARGV do
+  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. seq, 'e', ARGV[i])
+  redis.call('PUBLISH', ARGV[1], seq .. '|' .. ARGV[i])
+  i = i + 1
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if seq == 0 then seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') end
+return seq
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def encode_event(event_type: EventType, job_id: str, attempt: int, data: Mapping[str, Any]) -> str:
+    """The JSON body of an event without its `seq` (the script assigns it)."""
+    return json.dumps(
+        {
+            "type": event_type.value,
+            "job_id": job_id,
+            "attempt": attempt,
+            "ts": time.time(),
+            "data": data,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_event(seq: int, body: str | bytes) -> Event:
+    payload = json.loads(body)
+    payload["seq"] = seq
+    return Event.model_validate(payload)
+
+
+def decode_published(message: str | bytes) -> Event:
+    """Parse a pub/sub message `<seq>|<json>`."""
+    text = message.decode() if isinstance(message, bytes) else message
+    seq, _, body = text.partition("|")
+    return decode_event(int(seq), body)
+
+
+def _stream_id_seq(entry_id: str | bytes) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[1])
+
+
+def events_from_stream(entries: Sequence[tuple[Any, Any]] | None) -> list[Event]:
+    out: list[Event] = []
+    for entry_id, fields in entries or ():
+        body = fields.get(b"e", fields.get("e"))
+        out.append(decode_event(_stream_id_seq(entry_id), body))
+    return out
+
+
+def job_view_from_hash(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> JobView:
+    """Build the public view of a job from its Redis hash."""
+    if not raw:
+        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    counts = {
+        key.split(":", 1)[1]: json.loads(value)
+        for key, value in fields.items()
+        if key.startswith("counts:")
+    }
+    stage = fields.get("stage") or None
+    return JobView(
+        job_id=job_id,
+        status=JobStatus(fields["status"]),
+        stage=Stage(stage) if stage else None,
+        attempt=int(fields.get("attempt", "0")),
+        created_at=datetime.fromisoformat(fields["created_at"]),
+        started_at=datetime.fromisoformat(fields["started_at"])
+        if fields.get("started_at")
+        else None,
+        finished_at=(
+            datetime.fromisoformat(fields["finished_at"]) if fields.get("finished_at") else None
+        ),
+        counts=counts,
+        request=AnalysisRequest.model_validate_json(fields["request"]),
+        result=JobResult.model_validate_json(fields["result"]) if fields.get("result") else None,
+        error=JobError.model_validate_json(fields["error"]) if fields.get("error") else None,
+    )
+
+
+def terminal_fields(
+    status: JobStatus, *, result: JobResult | None = None, error: JobError | None = None
+) -> dict[str, str]:
+    fields = {"status": status.value, "finished_at": now_iso()}
+    if result is not None:
+        fields["result"] = result.model_dump_json()
+    if error is not None:
+        fields["error"] = error.model_dump_json()
+    return fields
+
+
+def terminal_events(
+    job_id: str,
+    attempt: int,
+    status: JobStatus,
+    *,
+    result: JobResult | None = None,
+    error: JobError | None = None,
+) -> list[str]:
+    """The closing events of a job: `result`, `error` or `cancelled`, then `done`."""
+    events = []
+    if result is not None:
+        events.append(
+            encode_event(EventType.RESULT, job_id, attempt, result.model_dump(mode="json"))
+        )
+    if error is not None:
+        events.append(encode_event(EventType.ERROR, job_id, attempt, error.model_dump(mode="json")))
+    if status is JobStatus.CANCELLED:
+        events.append(encode_event(EventType.CANCELLED, job_id, attempt, {}))
+    events.append(encode_event(EventType.DONE, job_id, attempt, {"status": status.value}))
+    return events
+
+
+def _commit_args(
+    job_id: str,
+    *,
+    maxlen: int,
+    ttl: int,
+    attempt: int | None,
+    fields: Mapping[str, str],
+    events: Sequence[str],
+) -> list[str | int]:
+    args: list[str | int] = [
+        redis_keys.events_channel(job_id),
+        maxlen,
+        ttl,
+        "" if attempt is None else str(attempt),
+        len(fields),
+    ]
+    for key, value in fields.items():
+        args.extend((key, value))
+    args.extend(events)
+    return args
+
+
+def _finished_field(status: JobStatus) -> str:
+    return metrics.counter_field(metrics.JOBS_FINISHED, status=status.value)
+
+
+def compress(payload: Any) -> bytes:
+    return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 3)
+
+
+def decompress(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
+class JobStore:
+    """Synchronous access for workers."""
+
+    def __init__(self, client: redis.Redis, *, ttl_s: int, backlog_max: int):
+        self.redis = client
+        self.ttl_s = ttl_s
+        self.backlog_max = backlog_max
+        self._commit = client.register_script(_COMMIT_LUA)
+
+    def commit(
+        self,
+        job_id: str,
+        *,
+        fields: Mapping[str, str] | None = None,
+        events: Sequence[str] = (),
+        attempt: int | None = None,
+    ) -> int:
+        """Update fields and append events atomically; 0 means refused (terminal/stale)."""
+        args = _commit_args(
+            job_id,
+            maxlen=self.backlog_max,
+            ttl=self.ttl_s,
+            attempt=attempt,
+            fields=fields or {},
+            events=events,
+        )
+        keys = [redis_keys.job(job_id), redis_keys.job_events(job_id)]
+        return int(self._commit(keys=keys, args=args))
+
+    def fields(self, job_id: str) -> dict[str, str]:
+        raw = self.redis.hgetall(redis_keys.job(job_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def view(self, job_id: str) -> JobView:
+        return job_view_from_hash(job_id, self.redis.hgetall(redis_keys.job(job_id)))
+
+    def status(self, job_id: str) -> JobStatus | None:
+        value = self.redis.hget(redis_keys.job(job_id), "status")
+        return JobStatus(_text(value)) if value else None
+
+    def cancel_requested(self, job_id: str) -> bool:
+        value = self.redis.hget(redis_keys.job(job_id), "status")
+        return value is None or _text(value) in TERMINAL_STATUSES
+
+    def put_stage_data(self, job_id: str, stage: Stage, payload: Any) -> None:
+        self.redis.set(redis_keys.stage_data(job_id, stage), compress(payload), ex=self.ttl_s)
+
+    def get_stage_data(self, job_id: str, stage: Stage) -> Any:
+        blob = self.redis.get(redis_keys.stage_data(job_id, stage))
+        if blob is None:
+            raise JobNotFoundError(f"{stage} output of job {job_id} is missing", job_id=job_id)
+        return decompress(blob if isinstance(blob, bytes) else blob.encode())
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        attempt: int | None = None,
+        result: JobResult | None = None,
+        error: JobError | None = None,
+    ) -> bool:
+        """Move the job to a terminal status once; False if it already was terminal."""
+        job_attempt = attempt if attempt is not None else 0
+        written = self.commit(
+            job_id,
+            fields=terminal_fields(status, result=result, error=error),
+            events=terminal_events(job_id, job_attempt, status, result=result, error=error),
+            attempt=attempt,
+        )
+        if written > 0:
+            self.redis.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+        return written > 0
+
+
+class AsyncJobStore:
+    """Asynchronous access for the API."""
+
+    def __init__(self, client: aredis.Redis, *, ttl_s: int, backlog_max: int):
+        self.redis = client
+        self.ttl_s = ttl_s
+        self.backlog_max = backlog_max
+        self._commit = client.register_script(_COMMIT_LUA)
+
+    async def create(self, job_id: str, request: AnalysisRequest, *, traceparent: str = "") -> None:
+        key = redis_keys.job(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "status": JobStatus.QUEUED.value,
+                    "created_at": now_iso(),
+                    "request": request.model_dump_json(),
+                    "seq": 0,
+                    "attempt": 0,
+                    "traceparent": traceparent,
+                },
+            )
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()
+
+    async def view(self, job_id: str) -> JobView:
+        return job_view_from_hash(job_id, await self.redis.hgetall(redis_keys.job(job_id)))
+
+    async def traceparent(self, job_id: str) -> str:
+        value = await self.redis.hget(redis_keys.job(job_id), "traceparent")
+        return _text(value) if value else ""
+
+    async def exists(self, job_id: str) -> bool:
+        return bool(await self.redis.exists(redis_keys.job(job_id)))
+
+    async def events_after(self, job_id: str, seq: int, *, until: int | None = None) -> list[Event]:
+        """Backlog events with `seq` greater than the given one (and at most `until`)."""
+        upper = "+" if until is None else f"0-{until}"
+        entries = await self.redis.xrange(redis_keys.job_events(job_id), f"0-{seq + 1}", upper)
+        return events_from_stream(entries)
+
+    async def finish(
+        self, job_id: str, status: JobStatus, *, error: JobError | None = None
+    ) -> bool:
+        args = _commit_args(
+            job_id,
+            maxlen=self.backlog_max,
+            ttl=self.ttl_s,
+            attempt=None,
+            fields=terminal_fields(status, error=error),
+            events=terminal_events(job_id, 0, status, error=error),
+        )
+        keys = [redis_keys.job(job_id), redis_keys.job_events(job_id)]
+        written = int(await self._commit(keys=keys, args=args))
+        if written > 0:
+            await self.redis.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+        return written > 0

@@ -1,0 +1,211 @@
+"""The whole path through real processes: API → Redis → Celery worker → pub/sub → SSE."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import Stack, job_request, wait_until
+from tests.sse_client import SseEvent, collect, iter_sse
+
+pytestmark = pytest.mark.integration
+
+
+def events_url(stack: Stack, job_id: str) -> str:
+    return f"{stack.api_url}/v1/jobs/{job_id}/events"
+
+
+def seqs(events: list[SseEvent]) -> list[int]:
+    return [int(e.id) for e in events if e.id is not None]
+
+
+def tokens_text(events: list[SseEvent]) -> str:
+    return "".join(e.json["data"]["text"] for e in events if e.event == "token")
+
+
+def test_happy_path_streams_stages_tokens_result(stack: Stack) -> None:
+    response = stack.http.post(f"{stack.api_url}/v1/jobs", json=job_request())
+    assert response.status_code == 202
+    body = response.json()
+    assert response.headers["Location"] == body["status_url"]
+    events = collect(stack.http, body["events_url"])
+
+    kinds = [e.event for e in events]
+    assert kinds[-1] == "done" and events[-1].json["data"]["status"] == "succeeded"
+    assert seqs(events) == list(range(1, len(events) + 1))
+    stages = [
+        (e.json["data"]["stage"], e.json["data"]["state"]) for e in events if e.event == "stage"
+    ]
+    assert stages == [
+        (s, state)
+        for s in ("query_loki", "flatten", "normalize", "call_llm")
+        for state in ("started", "finished")
+    ]
+    assert tokens_text(events) == stack.llama.config.reply
+    result = next(e for e in events if e.event == "result").json["data"]
+    assert result["analysis"] == stack.llama.config.reply
+    assert result["evidence"], "the model was given no evidence"
+    assert any("No space left on device" in item["template"] for item in result["evidence"])
+    assert result["timings"]["predicted_n"] == result["tokens_generated"]
+
+    view = stack.job(body["job_id"])
+    assert view["status"] == "succeeded"
+    assert view["result"]["analysis"] == stack.llama.config.reply
+    assert (
+        view["counts"]["query_loki"]["kept"] == 403
+    )  # the default filter keeps errors, not the 200 INFO lines
+    assert view["started_at"] and view["finished_at"]
+
+
+def test_late_join_replays_everything(stack: Stack) -> None:
+    job_id = stack.submit()
+    stack.wait_terminal(job_id)
+    events = collect(stack.http, events_url(stack, job_id))
+    assert seqs(events) == list(range(1, len(events) + 1))
+    assert events[-1].event == "done"
+    assert tokens_text(events) == stack.llama.config.reply
+
+
+def test_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(stack: Stack) -> None:
+    stack.llama.config.token_interval_s = 0.02
+    job_id = stack.submit()
+    url = events_url(stack, job_id)
+    first = collect(stack.http, url, stop_after=12)
+    assert len(first) == 12
+    rest = collect(stack.http, url, last_event_id=int(first[-1].id or 0))
+    combined = seqs(first) + seqs(rest)
+    assert combined == list(range(1, len(combined) + 1))
+    assert rest[-1].event == "done"
+    assert tokens_text(first + rest) == stack.llama.config.reply
+
+
+def test_two_clients_see_the_same_stream(stack: Stack) -> None:
+    stack.llama.config.token_interval_s = 0.01
+    job_id = stack.submit()
+    url = events_url(stack, job_id)
+    results: dict[int, list[SseEvent]] = {}
+
+    def follow(index: int) -> None:
+        with httpx.Client() as client:
+            results[index] = collect(client, url)
+
+    threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [e.data for e in results[0]] == [e.data for e in results[1]]
+    assert results[0][-1].event == "done"
+
+
+def test_cancel_stops_llm_and_ends_stream_with_cancelled(stack: Stack) -> None:
+    stack.llama.config.token_interval_s = 0.2
+    job_id = stack.submit()
+    url = events_url(stack, job_id)
+    seen: list[SseEvent] = []
+    with stack.http.stream("GET", url, timeout=30) as response:
+        stream = iter_sse(response)
+        for event in stream:
+            seen.append(event)
+            if event.event == "token":
+                cancel = stack.http.delete(f"{stack.api_url}/v1/jobs/{job_id}")
+                assert cancel.status_code == 202
+                assert cancel.json()["status"] == "cancelled"
+                break
+        seen.extend(stream)
+    kinds = [e.event for e in seen]
+    assert kinds[-2:] == ["cancelled", "done"]
+    assert stack.job(job_id)["status"] == "cancelled"
+    wait_until(lambda: stack.llama.busy_slots == 0, 3, "the LLM slot stayed busy after cancel")
+    time.sleep(0.5)
+    late = collect(stack.http, url)
+    assert [e.event for e in late][-2:] == ["cancelled", "done"], "events were written after done"
+
+
+def test_loki_rejection_becomes_error_event_and_failed_job(stack: Stack) -> None:
+    stack.loki.fail_next(400, 1, body="max entries limit per query exceeded")
+    job_id = stack.submit()
+    events = collect(stack.http, events_url(stack, job_id))
+    error = next(e for e in events if e.event == "error").json["data"]
+    assert error["code"] == "loki_rejected"
+    assert error["stage"] == "query_loki"
+    assert "max entries limit" in error["message"]
+    assert events[-1].event == "done"
+    assert stack.job(job_id)["status"] == "failed"
+
+
+def test_loki_down_fails_the_job_after_retries(stack: Stack) -> None:
+    stack.loki.fail_next(503, 10)
+    job_id = stack.submit()
+    events = collect(stack.http, events_url(stack, job_id))
+    error = next(e for e in events if e.event == "error").json["data"]
+    assert error["code"] == "loki_unavailable"
+    assert stack.job(job_id)["status"] == "failed"
+    stack.loki.fail_next(503, 0)
+
+
+def test_llm_error_becomes_error_event_and_failed_job(stack: Stack) -> None:
+    stack.llama.config.fail_next = [500, 500, 500, 500]
+    job_id = stack.submit()
+    events = collect(stack.http, events_url(stack, job_id))
+    error = next(e for e in events if e.event == "error").json["data"]
+    assert error["code"] == "llm_unavailable"
+    assert error["stage"] == "call_llm"
+    view = stack.wait_terminal(job_id)
+    assert view["status"] == "failed" and view["error"]["code"] == "llm_unavailable"
+
+
+def test_legacy_stream_endpoint_streams_plain_text(stack: Stack) -> None:
+    with stack.http.stream(
+        "POST", f"{stack.api_url}/v1/analyze/stream", json=job_request(), timeout=30
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        text = "".join(response.iter_text())
+    assert text.startswith("Read 403 log lines")
+    assert "Summary:" in text
+    assert text.endswith(stack.llama.config.reply)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        (
+            {"time_range": {"start": "2026-11-24T07:00:00Z", "end": "2026-11-24T06:00:00Z"}},
+            "time_range",
+        ),
+        (
+            {"time_range": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-24T05:00:00Z"}},
+            "time_range",
+        ),
+        ({"limit": 0}, "limit"),
+        ({"limit": 201}, "limit"),
+        ({"filters": {"namespace": "shop", "pod": "api-(unclosed"}}, "pod"),
+        ({"filters": {"pod": "api"}}, "namespace"),
+        ({"filters": {"namespace": "Shop_Prod"}}, "namespace"),
+        ({"log_filter": '|~ "(?i)(error"'}, "log_filter"),
+        ({"log_filter": '} or {namespace=~".+"'}, "log_filter"),
+        ({"scan_limit": 100_001}, "scan_limit"),
+    ],
+)
+def test_validation_errors_name_the_field(stack: Stack, patch: dict, field: str) -> None:
+    response = stack.http.post(f"{stack.api_url}/v1/jobs", json=job_request(**patch))
+    assert response.status_code == 422, response.text
+    locations = [".".join(str(p) for p in item["loc"]) for item in response.json()["detail"]]
+    assert any(field in loc for loc in locations), locations
+
+
+def test_unknown_job_is_404_everywhere(stack: Stack) -> None:
+    for method, suffix in (("GET", ""), ("GET", "/events"), ("DELETE", "")):
+        response = stack.http.request(method, f"{stack.api_url}/v1/jobs/nope{suffix}")
+        assert response.status_code == 404
+
+
+def test_health_and_ready(stack: Stack) -> None:
+    health = stack.http.get(f"{stack.api_url}/health").json()
+    assert health["status"] == "ok" and health["version"]
+    ready = stack.http.get(f"{stack.api_url}/ready")
+    assert ready.status_code == 200 and int(ready.json()["checks"]["workers"]) >= 1

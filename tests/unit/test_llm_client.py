@@ -1,0 +1,238 @@
+"""The LLM client and the call_llm stage against the llama-server stub over real HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shared.errors import ContextOverflowError, LlmError, LlmTimeoutError
+from shared.schemas import AnalysisRequest, Entry, Level, NormalizeResult
+from tests.stubs.llama_stub import LlamaStub, StubConfig, start_llama_stub, tokenize
+from tests.stubs.server import ThreadedServer
+from workers.call_llm import analyze
+from workers.llm_client import LlamaClient, StreamBrokenError
+from workers.normalize import normalize
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[LlamaStub, ThreadedServer]]:
+    stub, http = start_llama_stub()
+    yield stub, http
+    http.stop()
+
+
+@pytest.fixture
+def stub(server: tuple[LlamaStub, ThreadedServer]) -> LlamaStub:
+    server[0].config = StubConfig()
+    server[0].requests.clear()
+    return server[0]
+
+
+@pytest.fixture
+def client(server: tuple[LlamaStub, ThreadedServer]) -> Iterator[LlamaClient]:
+    with httpx.Client() as http:
+        yield LlamaClient(
+            http,
+            server[1].url,
+            model="smollm2",
+            first_token_timeout_s=1.0,
+            idle_timeout_s=0.5,
+            loading_wait_s=2.0,
+            max_retries=2,
+        )
+
+
+MESSAGES = [{"role": "user", "content": "what went wrong?"}]
+
+
+def stream(client: LlamaClient, tokens: list[str] | None = None, **kw: object) -> object:
+    sink = tokens if tokens is not None else []
+    return client.stream_chat(
+        MESSAGES, max_tokens=400, temperature=0.1, on_token=lambda t: sink.append(t) or True, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_streams_tokens_and_timings(stub: LlamaStub, client: LlamaClient) -> None:
+    tokens: list[str] = []
+    completion = stream(client, tokens)
+    assert "".join(tokens) == stub.config.reply == completion.text  # type: ignore[attr-defined]
+    assert completion.finish_reason == "stop"  # type: ignore[attr-defined]
+    assert completion.timings["predicted_n"] == len(tokens)  # type: ignore[attr-defined]
+    assert stub.requests[0]["max_tokens"] == 400 and stub.requests[0]["stream"] is True
+
+
+def test_waits_while_model_loads(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.loading_until = time.time() + 0.6
+    assert client.props().n_ctx == 4096
+    stub.config.loading_until = time.time() + 0.6
+    assert stream(client).text == stub.config.reply  # type: ignore[attr-defined]
+
+
+def test_loading_longer_than_the_bounded_wait_fails(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.loading_until = time.time() + 30
+    started = time.monotonic()
+    with pytest.raises(LlmError, match="Loading model"):
+        client.props()
+    assert time.monotonic() - started < 6
+
+
+def test_5xx_before_first_token_is_retried(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.fail_next = [500, 503]
+    assert stream(client).text == stub.config.reply  # type: ignore[attr-defined]
+    assert len(stub.requests) == 3
+
+
+def test_5xx_beyond_retries_fails(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.fail_next = [500, 500, 500]
+    with pytest.raises(LlmError, match="500"):
+        stream(client)
+
+
+def test_slow_first_token_times_out(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.hang_first_token_s = 3
+    started = time.monotonic()
+    with pytest.raises(LlmTimeoutError, match="first token"):
+        stream(client)
+    assert time.monotonic() - started < 6
+
+
+def test_idle_gap_between_tokens_times_out(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.token_interval_s = 2
+    with pytest.raises(StreamBrokenError, match="next token"):
+        stream(client)
+
+
+def test_stream_cut_midway_is_reported_with_what_was_sent(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.cut_after_tokens, stub.config.cut_times = 5, 1
+    tokens: list[str] = []
+    with pytest.raises(StreamBrokenError) as info:
+        stream(client, tokens)
+    assert info.value.chunks == 5 == len(tokens)
+
+
+def test_context_overflow_is_not_retried(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.n_ctx = 3
+    with pytest.raises(ContextOverflowError) as info:
+        stream(client)
+    assert info.value.n_ctx == 3 and len(stub.requests) == 1
+
+
+def test_should_stop_ends_the_wait_for_the_first_token(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.hang_first_token_s = 0.8
+    completion = stream(client, should_stop=lambda: True)
+    assert completion.stopped  # type: ignore[attr-defined]
+
+
+def test_token_count_uses_the_server_tokenizer(stub: LlamaStub, client: LlamaClient) -> None:
+    text = "ERROR connection refused redis:6379"
+    assert client.count_tokens(text) == len(tokenize(text))
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.restarts = 0
+
+    def token(self, text: str) -> bool:
+        self.tokens.append(text)
+        return True
+
+    def restart(self, reason: str) -> bool:
+        self.restarts += 1
+        self.tokens.clear()
+        return True
+
+    def stopped(self) -> bool:
+        return False
+
+
+REQUEST = AnalysisRequest.model_validate(
+    {
+        "time_range": {"start": "2026-11-24T10:00:00Z", "end": "2026-11-24T11:00:00Z"},
+        "filters": {"namespace": "shop"},
+        "limit": 200,
+    }
+)
+
+
+def incident(lines: int) -> NormalizeResult:
+    base = 1_795_600_000_000_000_000
+
+    def word(k: int) -> str:  # digits would be masked: distinct templates need letters
+        return "".join(chr(97 + (k // 26**j) % 26) for j in range(3))
+
+    entries = [
+        Entry(
+            base + i * 1_000_000,
+            "shop",
+            f"api-{i % 7}",
+            "api",
+            "node-1",
+            Level.ERROR if i % 3 else Level.WARN,
+            f"{word(i % 300)} handler {word(i % 300 + 1000)} failed after {i % 13} ms",
+        )
+        for i in range(lines)
+    ]
+    entries[10] = Entry(
+        base + 10,
+        "shop",
+        "postgres-0",
+        "postgres",
+        "node-1",
+        Level.FATAL,
+        'PANIC: could not write to file "pg_wal/x": No space left on device',
+    )
+    return normalize(entries, max_evidence=200)
+
+
+def test_100k_lines_into_a_512_token_context_gives_a_full_answer(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.n_ctx = 512
+    sink = ListSink()
+    result = analyze(
+        incident(100_000),
+        request=REQUEST,
+        client=client,
+        sink=sink,
+        max_tokens=512,
+        temperature=0.1,
+    )
+    assert result.analysis == stub.config.reply == "".join(sink.tokens)
+    assert result.evidence and result.evidence_omitted > 0
+    assert result.prompt_tokens is not None and result.prompt_tokens < 512
+    assert stub.requests[-1]["max_tokens"] <= 128
+
+
+def test_overflow_despite_the_budget_shrinks_and_retries_once(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    # The server's chat template costs far more than our margin: the first try overflows.
+    stub.config.n_ctx, stub.config.template_tokens_per_message = 1024, 200
+    result = analyze(
+        incident(2_000),
+        request=REQUEST,
+        client=client,
+        sink=ListSink(),
+        max_tokens=256,
+        temperature=0.1,
+    )
+    assert len(stub.requests) == 2
+    assert result.analysis == stub.config.reply
+
+
+def test_broken_stream_restarts_and_tells_clients(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.cut_after_tokens, stub.config.cut_times = 4, 1
+    sink = ListSink()
+    result = analyze(
+        incident(100), request=REQUEST, client=client, sink=sink, max_tokens=256, temperature=0.1
+    )
+    assert sink.restarts == 1
+    assert "".join(sink.tokens) == result.analysis == stub.config.reply

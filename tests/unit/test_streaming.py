@@ -1,0 +1,112 @@
+"""The backlog/live merge: no gap, no duplicate, ends after done, drops slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from api.hub import EventHub
+from api.streaming import SlowClientError, job_events
+from shared.schemas import Event, EventType
+
+
+def ev(seq: int, kind: EventType = EventType.TOKEN) -> Event:
+    return Event(seq=seq, type=kind, job_id="j", ts=time.time(), data={"text": str(seq)})
+
+
+class FakeStore:
+    """The backlog: what the events stream in Redis holds."""
+
+    def __init__(self, events: list[Event]):
+        self.events = events
+        self.reads = 0
+
+    async def events_after(self, job_id: str, seq: int, *, until: int | None = None) -> list[Event]:
+        self.reads += 1
+        return [e for e in self.events if e.seq > seq and (until is None or e.seq <= until)]
+
+
+def make_hub(buffer: int = 100) -> EventHub:
+    return EventHub(client=None, buffer=buffer)  # type: ignore[arg-type]  # never started
+
+
+async def drain(gen: Any) -> list[int]:
+    return [e.seq async for e in gen]
+
+
+def publish(hub: EventHub, event: Event) -> None:
+    for listener in hub._listeners.get("j", ()):
+        listener.offer(event)
+
+
+def test_backlog_then_live_without_duplicates() -> None:
+    async def scenario() -> list[int]:
+        hub = make_hub()
+        store = FakeStore([ev(1), ev(2), ev(3)])
+        gen = job_events("j", 0, store, hub, poll_s=5)  # type: ignore[arg-type]
+        task = asyncio.create_task(drain(gen))
+        await asyncio.sleep(0.01)
+        # 3 was both stored and published (it arrived after we subscribed): sent once.
+        for seq in (3, 4, 5):
+            store.events.append(ev(seq)) if seq > 3 else None
+            publish(hub, ev(seq))
+        store.events.append(ev(6, EventType.DONE))
+        publish(hub, ev(6, EventType.DONE))
+        return await asyncio.wait_for(task, 2)
+
+    assert asyncio.run(scenario()) == [1, 2, 3, 4, 5, 6]
+
+
+def test_gap_in_live_tail_is_filled_from_backlog() -> None:
+    async def scenario() -> list[int]:
+        hub = make_hub()
+        store = FakeStore([ev(1)])
+        task = asyncio.create_task(drain(job_events("j", 0, store, hub, poll_s=5)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        store.events += [ev(2), ev(3), ev(4), ev(5, EventType.DONE)]
+        publish(hub, ev(4))  # 2 and 3 were lost while the hub reconnected
+        publish(hub, ev(5, EventType.DONE))
+        return await asyncio.wait_for(task, 2)
+
+    assert asyncio.run(scenario()) == [1, 2, 3, 4, 5]
+
+
+def test_silence_polls_backlog_and_catches_lost_done() -> None:
+    async def scenario() -> list[int]:
+        hub = make_hub()
+        store = FakeStore([ev(1)])
+        task = asyncio.create_task(drain(job_events("j", 0, store, hub, poll_s=0.05)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        store.events.append(ev(2, EventType.DONE))  # stored, never published
+        return await asyncio.wait_for(task, 2)
+
+    assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_resume_after_last_event_id() -> None:
+    async def scenario() -> list[int]:
+        store = FakeStore([ev(i) for i in range(1, 10)] + [ev(10, EventType.DONE)])
+        return await drain(job_events("j", 6, store, make_hub(), poll_s=5))  # type: ignore[arg-type]
+
+    assert asyncio.run(scenario()) == [7, 8, 9, 10]
+
+
+def test_slow_client_is_dropped_not_blocking() -> None:
+    async def scenario() -> None:
+        hub = make_hub(buffer=3)
+        store = FakeStore([])
+        gen = job_events("j", 0, store, hub, poll_s=5)  # type: ignore[arg-type]
+        first = asyncio.create_task(gen.__anext__())
+        await asyncio.sleep(0.01)
+        for seq in range(1, 10):  # the reader never blocks, whatever the client does
+            publish(hub, ev(seq))
+        assert (await first).seq == 1
+        with pytest.raises(SlowClientError):
+            async for _ in gen:
+                pass
+        assert hub.listener_count == 0
+
+    asyncio.run(scenario())

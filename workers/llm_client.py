@@ -1,0 +1,309 @@
+"""A client for llama.cpp's `llama-server` that holds up: bounded waits, timeouts, retries.
+
+Streaming runs on a reader thread that hands lines to the caller through a queue, so the
+caller can enforce the first-token and idle-gap deadlines itself and check for cancellation
+while the server is still processing the prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from shared.errors import ContextOverflowError, LlmError, LlmRejectedError, LlmTimeoutError
+
+
+@dataclass(frozen=True)
+class ServerProps:
+    n_ctx: int
+    total_slots: int
+
+
+@dataclass
+class Completion:
+    """What one streamed chat completion produced."""
+
+    text: str
+    finish_reason: str | None
+    chunks: int
+    timings: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    ttft_s: float | None = None
+    stopped: bool = False
+
+
+class StreamBrokenError(LlmError):
+    """Raised when a stream fails after some tokens were already delivered."""
+
+    code = "llm_stream_broken"
+
+    def __init__(self, message: str, *, chunks: int):
+        super().__init__(message)
+        self.chunks = chunks
+
+
+def parse_error_body(status: int, body: str) -> LlmError | LlmRejectedError:
+    """Turn an error answer of llama-server into the matching exception."""
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):
+        error = {}
+    message = error.get("message") or body.strip()[:500] or f"HTTP {status}"
+    if status == 400 and error.get("type") == "exceed_context_size_error":
+        return ContextOverflowError(
+            message, n_prompt_tokens=error.get("n_prompt_tokens"), n_ctx=error.get("n_ctx")
+        )
+    if 400 <= status < 500 and status != 429:
+        return LlmRejectedError(f"LLM server rejected the request ({status}): {message}")
+    return LlmError(f"LLM server answered {status}: {message}")
+
+
+def backoff_s(attempt: int, base: float = 0.25, cap: float = 5.0) -> float:
+    """Exponential backoff with full jitter."""
+    return float(random.uniform(0, min(cap, base * 2**attempt)))
+
+
+def _chunk_content(chunk: dict[str, Any]) -> tuple[str, str | None]:
+    choices = chunk.get("choices") or []
+    if not choices:
+        return "", None
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    return delta.get("content") or "", choice.get("finish_reason")
+
+
+_END = object()
+
+
+class LlamaClient:
+    """Synchronous client for one llama-server."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        base_url: str,
+        *,
+        model: str,
+        connect_timeout_s: float = 5.0,
+        first_token_timeout_s: float = 120.0,
+        idle_timeout_s: float = 30.0,
+        loading_wait_s: float = 120.0,
+        max_retries: int = 2,
+    ):
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.connect_timeout_s = connect_timeout_s
+        self.first_token_timeout_s = first_token_timeout_s
+        self.idle_timeout_s = idle_timeout_s
+        self.loading_wait_s = loading_wait_s
+        self.max_retries = max_retries
+        self._token_cache: dict[str, int] = {}
+
+    def _timeout(self, read: float) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect_timeout_s, read=read, write=30.0, pool=10.0)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A plain request that waits while the server loads its model and retries 5xx."""
+        deadline = time.monotonic() + self.loading_wait_s
+        attempt = 0
+        while True:
+            try:
+                response = self.http.request(
+                    method,
+                    self.base_url + path,
+                    timeout=self._timeout(self.idle_timeout_s),
+                    **kwargs,
+                )
+            except httpx.TransportError as exc:
+                error: LlmError | LlmRejectedError = LlmError(f"LLM server unreachable: {exc!r}")
+            else:
+                if response.status_code < 400:
+                    return response
+                error = parse_error_body(response.status_code, response.text)
+                if type(error) is not LlmError:  # a rejection: retrying will not help
+                    raise error
+            attempt += 1
+            if time.monotonic() >= deadline and attempt > self.max_retries:
+                raise error
+            time.sleep(backoff_s(attempt))
+
+    def props(self) -> ServerProps:
+        """Per-request context size and slot count from `GET /props`."""
+        data = self._call("GET", "/props").json()
+        settings = data.get("default_generation_settings", {})
+        return ServerProps(
+            n_ctx=int(settings.get("n_ctx", 0) or data.get("n_ctx", 0)),
+            total_slots=int(data.get("total_slots", 1)),
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Token count with the server's own tokenizer, cached per text."""
+        cached = self._token_cache.get(text)
+        if cached is None:
+            tokens = self._call("POST", "/tokenize", json={"content": text}).json()["tokens"]
+            cached = self._token_cache[text] = len(tokens)
+        return cached
+
+    def stream_chat(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_token: Callable[[str], bool],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Completion:
+        """Stream one chat completion, retrying failures that happen before the first token.
+
+        `on_token` returns False to stop (cancelled job or stale attempt). A failure after
+        tokens were delivered raises StreamBrokenError: the caller decides how to restart.
+        """
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream_options": {"include_usage": True},
+        }
+        deadline = time.monotonic() + self.loading_wait_s
+        attempt = 0
+        while True:
+            try:
+                return self._stream_once(body, on_token, should_stop)
+            except StreamBrokenError:
+                raise
+            except (ContextOverflowError, LlmRejectedError):
+                raise
+            except LlmError as exc:
+                attempt += 1
+                loading = "Loading model" in exc.message and time.monotonic() < deadline
+                if attempt > self.max_retries and not loading:
+                    raise
+                time.sleep(backoff_s(attempt))
+
+    def _stream_once(
+        self, body: dict[str, Any], on_token: Callable[[str], bool], should_stop: Callable[[], bool]
+    ) -> Completion:
+        lines: queue.Queue[object] = queue.Queue(maxsize=10_000)
+        holder: dict[str, httpx.Response] = {}
+        abort = threading.Event()
+        read_timeout = max(self.first_token_timeout_s, self.idle_timeout_s) + 5
+
+        def reader() -> None:
+            try:
+                with self.http.stream(
+                    "POST",
+                    self.base_url + "/v1/chat/completions",
+                    json=body,
+                    timeout=self._timeout(read_timeout),
+                ) as response:
+                    holder["response"] = response
+                    if abort.is_set():
+                        return
+                    if response.status_code >= 400:
+                        response.read()
+                        lines.put(parse_error_body(response.status_code, response.text))
+                        return
+                    for line in response.iter_lines():
+                        lines.put(line)
+                        if abort.is_set():
+                            return
+                lines.put(_END)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread as is
+                lines.put(exc)
+
+        thread = threading.Thread(target=reader, name="llm-stream", daemon=True)
+        started = time.monotonic()
+        thread.start()
+        text: list[str] = []
+        chunks = 0
+        finish_reason: str | None = None
+        timings: dict[str, Any] | None = None
+        usage: dict[str, Any] | None = None
+        ttft: float | None = None
+        last = started
+        try:
+            while True:
+                limit = self.first_token_timeout_s if ttft is None else self.idle_timeout_s
+                item = self._next(lines, last + limit, should_stop)
+                if item is None:
+                    return Completion(
+                        "".join(text), "cancelled", chunks, timings, usage, ttft, stopped=True
+                    )
+                if isinstance(item, _Timeout):
+                    what = "first token" if ttft is None else "next token"
+                    raise self._broken(
+                        LlmTimeoutError(f"LLM server sent no {what} within {limit:g} s"), chunks
+                    )
+                if item is _END:
+                    raise self._broken(LlmError("LLM stream ended without [DONE]"), chunks)
+                if isinstance(item, LlmRejectedError):
+                    raise item
+                if isinstance(item, LlmError):
+                    raise self._broken(item, chunks)
+                if isinstance(item, Exception):
+                    raise self._broken(LlmError(f"LLM stream failed: {item!r}"), chunks)
+                assert isinstance(item, str)
+                if not item.startswith("data:"):
+                    continue
+                payload = item[5:].strip()
+                if payload == "[DONE]":
+                    return Completion("".join(text), finish_reason, chunks, timings, usage, ttft)
+                chunk = json.loads(payload)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    raise self._broken(LlmError(f"LLM server error mid-stream: {error}"), chunks)
+                content, reason = _chunk_content(chunk)
+                finish_reason = reason or finish_reason
+                timings = chunk.get("timings") or timings
+                usage = chunk.get("usage") or usage
+                last = time.monotonic()
+                if content:
+                    if ttft is None:
+                        ttft = last - started
+                    chunks += 1
+                    text.append(content)
+                    if not on_token(content):
+                        return Completion(
+                            "".join(text), "cancelled", chunks, timings, usage, ttft, stopped=True
+                        )
+        finally:
+            abort.set()
+            response = holder.get("response")
+            if response is not None:
+                response.close()
+
+    @staticmethod
+    def _broken(error: LlmError, chunks: int) -> LlmError:
+        if chunks == 0:
+            return error
+        return StreamBrokenError(error.message, chunks=chunks)
+
+    @staticmethod
+    def _next(
+        lines: queue.Queue[object], deadline: float, should_stop: Callable[[], bool]
+    ) -> object:
+        """The next item, None if the caller wants to stop, or _Timeout past the deadline."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _Timeout()
+            try:
+                return lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                if should_stop():
+                    return None
+
+
+class _Timeout:
+    pass
