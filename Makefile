@@ -25,7 +25,7 @@ redis:
 
 ## demo: analyse the bundled sample incident with the embedded llama-server and stream it here
 demo: setup redis
-	$(PY) -m api.cli demo
+	$(PY) -m api.cli demo $(DEMO_ARGS)
 
 ## test: lint, types and every test (unit, integration against real Redis/Celery, end to end)
 test: setup redis lint types pytest

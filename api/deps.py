@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import redis.asyncio as aredis
 from fastapi import Depends, Request
+
+if TYPE_CHECKING:
+    from api.auth import KeyRing
+    from api.limits import StreamLimiter
 
 from api.hub import EventHub
 from shared.job_store import AsyncJobStore
@@ -21,6 +25,8 @@ class AppState:
     store: AsyncJobStore
     hub: EventHub
     enqueue: Callable[[str], None]
+    keys: KeyRing
+    streams: StreamLimiter
 
 
 def get_state(request: Request) -> AppState:

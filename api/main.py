@@ -2,27 +2,62 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aredis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.auth import KeyRing, authenticate
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.hub import EventHub
+from api.limits import StreamLimiter
+from api.middleware import BodySizeLimit
+from api.reaper import run_reaper
 from api.routes import analyze, health, jobs, metrics
 from shared import __version__, telemetry
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
 
 SERVICE_NAME = "log-analyzer-api"
+logger = logging.getLogger(__name__)
 
 
 def _celery_enqueue(settings: Settings) -> Callable[[str], None]:
     from workers.pipeline import enqueue_pipeline
 
     return lambda job_id: enqueue_pipeline(job_id, settings)
+
+
+async def check_eviction_policy(client: aredis.Redis) -> str | None:
+    """Log an error unless Redis runs with `maxmemory-policy noeviction`.
+
+    Evicting keys deletes queue bindings and job records: Celery then fails with
+    InconsistencyError and jobs vanish. Managed Redis may forbid CONFIG: then we cannot know.
+    """
+    try:
+        policy = (await asyncio.wait_for(client.config_get("maxmemory-policy"), 5)).get(
+            "maxmemory-policy"
+        )
+    except (RedisError, OSError, TimeoutError):
+        logger.warning("could not read Redis maxmemory-policy; it must be noeviction")
+        return None
+    value = policy.decode() if isinstance(policy, bytes) else str(policy)
+    if value != "noeviction":
+        logger.error(
+            "Redis maxmemory-policy is %s: set it to noeviction, or queued tasks and "
+            "job records can be evicted",
+            value,
+        )
+    return value
 
 
 def create_app(
@@ -45,31 +80,52 @@ def create_app(
             socket_connect_timeout=2,
             socket_timeout=10,
             health_check_interval=15,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        store = AsyncJobStore(
+            client, ttl_s=settings.job_ttl_s, backlog_max=settings.event_backlog_max
         )
         hub = EventHub(client, buffer=settings.sse_client_buffer)
         await hub.start()
         app.state.la = AppState(
             settings=settings,
             redis=client,
-            store=AsyncJobStore(
-                client, ttl_s=settings.job_ttl_s, backlog_max=settings.event_backlog_max
-            ),
+            store=store,
             hub=hub,
             enqueue=enqueue or _celery_enqueue(settings),
+            keys=KeyRing(settings.api_keys, settings.api_keys_file),
+            streams=StreamLimiter(settings.max_streams_per_key),
         )
+        background = [
+            asyncio.create_task(check_eviction_policy(client)),
+            asyncio.create_task(
+                run_reaper(
+                    client,
+                    store,
+                    stuck_after_s=settings.stuck_job_timeout_s,
+                    interval_s=settings.reaper_interval_s,
+                )
+            ),
+        ]
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await hub.stop()
             await client.aclose()
             telemetry.shutdown_tracing()
 
     app = FastAPI(title="log-analyzer", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    protected = [Depends(authenticate)]
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(analyze.router)
-    app.include_router(metrics.router)
+    app.include_router(jobs.router, dependencies=protected)
+    app.include_router(analyze.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=protected)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -11,6 +12,7 @@ from opentelemetry.propagate import inject
 from redis.exceptions import RedisError
 
 from api.deps import AppState
+from api.limits import check_submission, record_submission
 from shared import metrics, redis_keys
 from shared.errors import ServiceUnavailableError
 from shared.schemas import AnalysisRequest, JobError, JobStatus
@@ -19,8 +21,19 @@ from shared.telemetry import log_context, tracer
 logger = logging.getLogger(__name__)
 
 
-async def submit_job(state: AppState, request: AnalysisRequest) -> str:
-    """Store the job as `queued` and enqueue its chain; both bounded by `enqueue_timeout_s`."""
+async def submit_job(state: AppState, request: AnalysisRequest, principal: str) -> str:
+    """Store the job as `queued` and enqueue its chain; both bounded by `enqueue_timeout_s`.
+
+    Raises RateLimitedError (429) when the key is over its limits, ServiceUnavailableError
+    (503) when Redis or the queue does not answer in time.
+    """
+    try:
+        await asyncio.wait_for(
+            check_submission(state.redis, state.settings, principal),
+            state.settings.enqueue_timeout_s,
+        )
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise ServiceUnavailableError(f"job store unavailable: {exc or 'timeout'}") from exc
     job_id = uuid.uuid4().hex
     namespace = request.filters.namespace
     with (
@@ -33,7 +46,9 @@ async def submit_job(state: AppState, request: AnalysisRequest) -> str:
         carrier: dict[str, str] = {}
         inject(carrier)
         await _create_and_enqueue(state, job_id, request, carrier.get("traceparent", ""))
-        logger.info("job queued")
+        with contextlib.suppress(RedisError, OSError):
+            await record_submission(state.redis, state.settings, principal, job_id)
+        logger.info("job queued", extra={"principal": principal})
     return job_id
 
 

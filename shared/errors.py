@@ -94,3 +94,25 @@ class JobCancelledError(LogAnalyzerError):
     """Raised inside a stage when the job was cancelled; ends the stage quietly."""
 
     code = "cancelled"
+
+
+class AuthenticationError(LogAnalyzerError):
+    """Raised when a request carries no valid API key where one is required (401)."""
+
+    code = "unauthorized"
+
+
+class RateLimitedError(LogAnalyzerError):
+    """Raised when a key is over one of its limits (429); `retry_after` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(LogAnalyzerError):
+    """Raised when a request body is larger than MAX_BODY_BYTES (413)."""
+
+    code = "payload_too_large"

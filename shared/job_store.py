@@ -279,7 +279,10 @@ class JobStore:
             attempt=attempt,
         )
         if written > 0:
-            self.redis.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
+                pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+                pipe.execute()
         return written > 0
 
 
@@ -339,5 +342,8 @@ class AsyncJobStore:
         keys = [redis_keys.job(job_id), redis_keys.job_events(job_id)]
         written = int(await self._commit(keys=keys, args=args))
         if written > 0:
-            await self.redis.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
+                pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+                await pipe.execute()
         return written > 0

@@ -47,3 +47,13 @@ def tokenize_cache(digest: str) -> str:
 
 
 METRICS = f"{PREFIX}:metrics"
+ACTIVE_JOBS = f"{PREFIX}:jobs:active"
+REAPER_LOCK = f"{PREFIX}:reaper:lock"
+
+
+def rate_window(principal: str, minute: int) -> str:
+    return f"{PREFIX}:rate:{principal}:{minute}"
+
+
+def principal_jobs(principal: str) -> str:
+    return f"{PREFIX}:principal:{principal}:jobs"

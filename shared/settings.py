@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LOG_FILTER = '|~ "(?i)(error|warn|failed|exception|panic|fatal)"'
@@ -62,7 +62,27 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     worker_heartbeat_s: float = 5.0
 
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # Access: sha256 hex digests of the accepted keys, from the environment and/or a file
+    # (a mounted Secret, re-read when it changes: keys rotate without a restart).
+    api_keys: list[str] = Field(default_factory=list)
+    api_keys_file: str = ""
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    max_active_jobs_per_key: int = Field(default=20, ge=1)
+    max_streams_per_key: int = Field(default=50, ge=1)
+    rate_limit_per_minute: int = Field(default=120, ge=1)
+
+    # Crash safety: a running job whose heartbeat is older than this is failed by the reaper.
+    stuck_job_timeout_s: float = Field(default=3700.0, gt=0)
+    reaper_interval_s: float = Field(default=15.0, gt=0)
+    job_heartbeat_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise ValueError("API_KEYS holds sha256 hex digests of the keys, not the keys")
+        return [digest.lower() for digest in value]
 
     @field_validator("visibility_timeout_s")
     @classmethod

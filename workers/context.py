@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import httpx
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared.job_store import JobStore
 from shared.settings import Settings, get_settings
@@ -31,7 +33,9 @@ def redis_client() -> redis.Redis:
             socket_timeout=10,
             socket_connect_timeout=3,
             health_check_interval=15,
-            retry_on_timeout=True,
+            # Ride out a Redis restart (a few seconds) instead of failing the job.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=10),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
     return _redis
 

@@ -20,7 +20,7 @@ from shared.schemas import LEVEL_RANK, Level
 SEVERITY_WEIGHT = 3.0  # one level step is worth 0.6, more than all of FREQUENCY_WEIGHT
 FREQUENCY_WEIGHT = 0.5
 BURST_WEIGHT = 0.5
-EARLINESS_WEIGHT = 1.5
+EARLINESS_WEIGHT = 0.5  # below one severity step: an early ERROR must not outrank a FATAL
 
 _MAX_RANK = max(LEVEL_RANK.values())
 _WARN_RANK = LEVEL_RANK[Level.WARN]

@@ -38,6 +38,7 @@ from workers.call_llm import analyze
 from workers.celery_app import celery_app
 from workers.codec import decode_entries, decode_fetch, encode_entries, encode_fetch
 from workers.flatten import flatten
+from workers.heartbeat import job_heartbeat
 from workers.llm_client import LlamaClient
 from workers.llm_slots import LlmSlot
 from workers.normalize import normalize
@@ -94,7 +95,10 @@ def run_stage(job_id: str, stage: Stage, work: Callable[[StageRun], dict[str, An
         if not _admit(store, job_id, stage):
             raise Ignore()
         run = StageRun(store, job_id, stage)
-        with log_context(namespace=run.request.filters.namespace):
+        with (
+            log_context(namespace=run.request.filters.namespace),
+            job_heartbeat(store.redis, job_id, context.settings().job_heartbeat_s),
+        ):
             _execute(run, span, work)
 
 

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from redis.exceptions import RedisError
 
+from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.streaming import SlowClientError, job_events
 from api.submit import submit_job
@@ -45,10 +47,13 @@ def render_text(event: Event) -> str:
 
 
 @router.post("/v1/analyze/stream")
-async def analyze_stream(body: AnalysisRequest, state: StateDep) -> StreamingResponse:
+async def analyze_stream(
+    body: AnalysisRequest, state: StateDep, principal: PrincipalDep
+) -> StreamingResponse:
     """Submit a job and stream its summary and analysis as plain text."""
     validate_request(body, state.settings)
-    job_id = await submit_job(state, body)
+    job_id = await submit_job(state, body, principal)
+    state.streams.acquire(principal)
 
     async def text() -> AsyncIterator[str]:
         try:
@@ -58,6 +63,10 @@ async def analyze_stream(body: AnalysisRequest, state: StateDep) -> StreamingRes
                     yield chunk
         except SlowClientError:
             yield "\nERROR [slow_client]: client too slow\n"
+        except (RedisError, OSError):
+            yield f"\nERROR [stream_interrupted]: follow /v1/jobs/{job_id}/events to resume\n"
+        finally:
+            state.streams.release(principal)
 
     return StreamingResponse(
         text(),

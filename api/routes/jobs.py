@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, get_current_span
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.streaming import SlowClientError, job_events
 from api.submit import submit_job
@@ -25,11 +28,15 @@ SSE_RETRY_MS = 2000
 
 @router.post("", status_code=202, response_model=JobAccepted)
 async def create_job(
-    body: AnalysisRequest, state: StateDep, request: Request, response: Response
+    body: AnalysisRequest,
+    state: StateDep,
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
 ) -> JobAccepted:
     """Validate the request, queue the pipeline and answer at once with where to follow it."""
     validate_request(body, state.settings)
-    job_id = await submit_job(state, body)
+    job_id = await submit_job(state, body, principal)
     status_url = str(request.url_for("get_job", job_id=job_id))
     response.headers["Location"] = status_url
     return JobAccepted(
@@ -56,6 +63,11 @@ async def cancel_job(job_id: str, state: StateDep) -> JobView:
     return view
 
 
+def stream_error(code: str, message: str) -> ServerSentEvent:
+    """An `error` event about the stream itself (no id: the job's events are untouched)."""
+    return ServerSentEvent(event="error", data=json.dumps({"code": code, "message": message}))
+
+
 def job_trace_links(traceparent: str) -> list[Link]:
     """A span link to the job's own trace, so a viewer can go from a stream to its job."""
     if not traceparent:
@@ -80,12 +92,14 @@ def parse_last_event_id(value: str | None) -> int:
 async def stream_job_events(
     job_id: str,
     state: StateDep,
+    principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail."""
     after = parse_last_event_id(last_event_id)
     await state.store.view(job_id)  # 404 before the stream starts
     links = job_trace_links(await state.store.traceparent(job_id))
+    state.streams.acquire(principal)
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
@@ -98,11 +112,13 @@ async def stream_job_events(
                         data=event.model_dump_json(), event=event.type.value, id=str(event.seq)
                     )
         except SlowClientError:
-            yield ServerSentEvent(
-                event="error",
-                data='{"code":"slow_client","message":"client too slow; reconnect with '
-                'Last-Event-ID to resume"}',
+            yield stream_error("slow_client", "client too slow; reconnect with Last-Event-ID")
+        except (RedisError, OSError):
+            yield stream_error(
+                "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
             )
+        finally:
+            state.streams.release(principal)
 
     return EventSourceResponse(
         frames(),

@@ -1,0 +1,166 @@
+"""`log-analyzer`: the demo on the embedded default, and a client for a running service."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.client import SseEvent, follow, submit
+from api.local_stack import ROOT, LocalStackError, local_stack
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+console = Console(highlight=False)
+
+SAMPLE_WINDOW = ("2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z")
+STAGE_SUMMARY = {
+    "query_loki": lambda c: f"read {c.get('kept', 0):,} log lines ({c.get('seen', 0):,} scanned)",
+    "flatten": lambda c: f"{c.get('entries', 0):,} log events",
+    "normalize": lambda c: (
+        f"{c.get('templates', 0):,} templates, {c.get('redactions', 0)} secrets redacted"
+    ),
+    "call_llm": lambda c: (
+        f"{c.get('tokens_generated', 0)} tokens from "
+        f"{c.get('prompt_tokens', 0)} prompt tokens, "
+        f"{c.get('evidence', 0)} templates shown"
+    ),
+}
+
+
+def render(event: SseEvent) -> None:
+    """Print one job event the way a person wants to watch it."""
+    payload: dict[str, Any] = event.json
+    data = payload.get("data", {})
+    if event.event == "stage":
+        stage = data["stage"]
+        if data["state"] == "started":
+            console.print(f"[cyan]▶ {stage}[/]")
+            if stage == "call_llm":
+                console.rule("answer (streamed from the model)")
+        else:
+            if stage == "call_llm":
+                console.print()
+                console.rule()
+            summary = STAGE_SUMMARY.get(stage, lambda c: "")(data.get("counts", {}))
+            console.print(f"[green]✔ {stage}[/] {data.get('duration_ms', 0):,.0f} ms: {summary}")
+    elif event.event == "token":
+        console.print(data["text"], end="", markup=False)
+    elif event.event == "retry":
+        console.print(f"\n[yellow]↻ retry ({data.get('reason')}): the answer restarts[/]")
+    elif event.event == "result":
+        console.print()
+        console.rule("evidence the model was given")
+        table = Table("id", "level", "count", "first seen", "template", show_lines=False)
+        for item in data.get("evidence", [])[:15]:
+            table.add_row(
+                item["template_id"],
+                item["level"],
+                str(item["count"]),
+                item["first_seen"][11:19],
+                item["template"][:100],
+            )
+        console.print(table)
+        omitted = data.get("evidence_omitted", 0)
+        if omitted:
+            console.print(f"({omitted} lower-ranked templates left out to fit the context)")
+    elif event.event == "error":
+        console.print(f"\n[red]✖ {data.get('code')}: {data.get('message')}[/]")
+    elif event.event == "cancelled":
+        console.print("\n[yellow]cancelled[/]")
+    elif event.event == "done":
+        console.print(f"[bold]job {data.get('status')}[/]")
+
+
+def run_job(api_url: str, body: dict[str, Any], api_key: str | None = None) -> str:
+    """Submit a job, render its events, return its final status."""
+    with httpx.Client(timeout=30) as client:
+        try:
+            accepted = submit(client, api_url, body, api_key)
+        except httpx.HTTPStatusError as exc:
+            console.print(f"[red]rejected ({exc.response.status_code}): {exc.response.text}[/]")
+            raise typer.Exit(2) from exc
+        console.print(
+            f"job [bold]{accepted['job_id']}[/] ({accepted['status_url']})", soft_wrap=True
+        )
+        status = "unknown"
+        for event in follow(client, accepted["events_url"], api_key=api_key):
+            render(event)
+            if event.event == "done":
+                status = event.json["data"]["status"]
+        return status
+
+
+@app.command()
+def demo(
+    namespace: Annotated[str, typer.Option(help="namespace of the sample to analyse")] = "shop",
+    question: Annotated[str | None, typer.Option(help="what to ask the model")] = None,
+    exit_after: Annotated[bool, typer.Option("--exit", help="stop after the answer")] = False,
+    ctx: Annotated[int, typer.Option(help="llama-server context size")] = 4096,
+) -> None:
+    """Analyse the bundled sample incident with the embedded llama-server and SmolLM2."""
+    body = {
+        "time_range": {"start": SAMPLE_WINDOW[0], "end": SAMPLE_WINDOW[1]},
+        "filters": {"namespace": namespace},
+        "limit": 15,
+        "scan_limit": 20_000,
+        "question": question,
+    }
+    try:
+        with local_stack(ROOT / ".run" / "demo", llama_ctx=ctx) as stack:
+            with console.status(
+                "starting Redis (if needed), llama-server with SmolLM2-135M, "
+                "a Celery worker, the API and Flower…"
+            ):
+                stack.start_all()
+            api = stack.urls["api"]
+            console.print(f"API      {api}   (OpenAPI docs: {api}/docs)")
+            console.print(f"Flower   {stack.urls['flower']}")
+            console.print(f"LLM      {stack.urls['llama']}   logs: {stack.run_dir}")
+            status = run_job(api, body)
+            if exit_after:
+                raise typer.Exit(0 if status == "succeeded" else 1)
+            console.print("services keep running for you to explore; Ctrl-C stops them")
+            signal.pause()
+    except KeyboardInterrupt:
+        console.print("\nstopping what the demo started")
+    except LocalStackError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(3) from exc
+
+
+@app.command()
+def analyze(
+    namespace: str,
+    since: Annotated[int, typer.Option(help="minutes back from now")] = 60,
+    pod: Annotated[str | None, typer.Option(help="RE2 regex on the pod name")] = None,
+    question: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(help="templates shown to the model")] = 15,
+    api_url: Annotated[str, typer.Option(envvar="LOG_ANALYZER_URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Ask a running service what went wrong in NAMESPACE, and watch the answer stream."""
+    end = datetime.now(UTC)
+    body = {
+        "time_range": {
+            "start": (end - timedelta(minutes=since)).isoformat(),
+            "end": end.isoformat(),
+        },
+        "filters": {"namespace": namespace, "pod": pod},
+        "limit": limit,
+        "question": question,
+    }
+    status = run_job(api_url, body, os.environ.get("LOG_ANALYZER_API_KEY"))
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

