@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import StateDep
 from shared.errors import AuthenticationError
@@ -31,17 +32,6 @@ FILE_RECHECK_S = 2.0
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def presented_key(request: Request) -> str | None:
-    """The key from `X-API-Key` or `Authorization: Bearer …`."""
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return None
 
 
 def arrived_on_loopback(request: Request) -> bool:
@@ -102,11 +92,22 @@ class KeyRing:
         return None
 
 
-async def authenticate(request: Request, state: StateDep) -> str:
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key (its sha256 digest is in API_KEYS)."
+)
+BEARER = HTTPBearer(auto_error=False, description="The same API key as a bearer token.")
+
+
+async def authenticate(
+    request: Request,
+    state: StateDep,
+    api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+) -> str:
     """The caller's principal; raises AuthenticationError (401)."""
     keys = state.keys
     if keys.digests():
-        principal = keys.principal(presented_key(request))
+        principal = keys.principal(api_key or (bearer.credentials if bearer else None))
         if principal is None:
             raise AuthenticationError(
                 "a valid API key is required (X-API-Key or Authorization: Bearer)"

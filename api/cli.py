@@ -20,11 +20,12 @@ console = Console(highlight=False)
 
 SAMPLE_WINDOW = ("2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z")
 STAGE_SUMMARY = {
-    "query_loki": lambda c: f"read {c.get('kept', 0):,} log lines ({c.get('seen', 0):,} scanned)",
-    "flatten": lambda c: f"{c.get('entries', 0):,} log events",
-    "normalize": lambda c: (
-        f"{c.get('templates', 0):,} templates, {c.get('redactions', 0)} secrets redacted"
+    "query_loki": lambda c: (
+        f"read {c.get('kept', 0):,} log lines ({c.get('seen', 0):,} "
+        f"scanned), {c.get('redactions', 0)} secrets redacted"
     ),
+    "flatten": lambda c: f"{c.get('entries', 0):,} log events",
+    "normalize": lambda c: f"{c.get('templates', 0):,} templates",
     "call_llm": lambda c: (
         f"{c.get('tokens_generated', 0)} tokens from "
         f"{c.get('prompt_tokens', 0)} prompt tokens, "

@@ -145,10 +145,11 @@ class LocalStack:
         self.processes[name] = proc
         return proc
 
-    def start_redis(self) -> None:
-        if redis_answers(self.redis_url):
+    def start_redis(self, *, private: bool = False) -> None:
+        """Use the Redis at `redis_url` if it answers, else (or if `private`) start one."""
+        if not private and redis_answers(self.redis_url):
             return
-        port = free_port(6379)
+        port = free_port(None if private else 6379)
         self._spawn(
             "redis",
             [
@@ -278,10 +279,17 @@ class LocalStack:
         self.processes.clear()
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def local_stack(run_dir: Path, **options: object) -> Iterator[LocalStack]:
+    """A LocalStack whose processes are stopped on exit, on Ctrl-C and on SIGTERM."""
     stack = LocalStack(run_dir=run_dir, **options)  # type: ignore[arg-type]  # dataclass kwargs
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield stack
     finally:
         stack.stop()
+        signal.signal(signal.SIGTERM, previous)

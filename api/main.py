@@ -75,14 +75,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aredis.Redis.from_url(
+        pool = aredis.BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.enqueue_timeout_s,
             socket_connect_timeout=2,
             socket_timeout=10,
             health_check_interval=15,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
+        client = aredis.Redis(connection_pool=pool)
         store = AsyncJobStore(
             client, ttl_s=settings.job_ttl_s, backlog_max=settings.event_backlog_max
         )
@@ -116,6 +119,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await hub.stop()
             await client.aclose()
+            await pool.disconnect()
             telemetry.shutdown_tracing()
 
     app = FastAPI(title="log-analyzer", version=__version__, lifespan=lifespan)

@@ -31,17 +31,24 @@ async def job_events(
     """
     last = after_seq
     async with hub.listen(job_id) as listener:
-        for event in await store.events_after(job_id, last):
-            yield event
-            last = event.seq
-            if event.type is EventType.DONE:
+        for stored in await store.events_after(job_id, last):
+            yield stored
+            last = stored.seq
+            if stored.type is EventType.DONE:
                 return
         while True:
             if listener.overflowed:
                 raise SlowClientError(job_id)
+            event: Event | None
             try:
-                event = await asyncio.wait_for(listener.queue.get(), timeout=poll_s)
-            except TimeoutError:
+                # The fast path takes what is queued without a timer task per event.
+                event = listener.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    event = await asyncio.wait_for(listener.queue.get(), timeout=poll_s)
+                except TimeoutError:
+                    event = None
+            if event is None:
                 missed = await store.events_after(job_id, last)
             else:
                 if event.seq <= last:

@@ -20,9 +20,10 @@ class InvalidQueryError(LogAnalyzerError):
 
     code = "invalid_request"
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, *, location: str = "body"):
         super().__init__(message)
         self.field = field
+        self.location = location
 
 
 class JobNotFoundError(LogAnalyzerError):

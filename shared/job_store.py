@@ -196,6 +196,11 @@ def _commit_args(
     return args
 
 
+def stage_data_keys(job_id: str) -> list[str]:
+    """Intermediate stage outputs: deleted when the job ends (the result keeps what matters)."""
+    return [redis_keys.stage_data(job_id, stage) for stage in Stage]
+
+
 def _finished_field(status: JobStatus) -> str:
     return metrics.counter_field(metrics.JOBS_FINISHED, status=status.value)
 
@@ -280,6 +285,7 @@ class JobStore:
         )
         if written > 0:
             with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(*stage_data_keys(job_id))
                 pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
                 pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
                 pipe.execute()
@@ -343,6 +349,7 @@ class AsyncJobStore:
         written = int(await self._commit(keys=keys, args=args))
         if written > 0:
             async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(*stage_data_keys(job_id))
                 pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
                 pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
                 await pipe.execute()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shared.settings import DEFAULT_LOG_FILTER
 
@@ -57,6 +57,10 @@ LEVEL_RANK: dict[Level, int] = {
 
 # --- API request ---------------------------------------------------------------------------
 
+# Loki and the pipeline count time in int64 nanoseconds since 1970.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+
 
 class TimeRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,7 +73,13 @@ class TimeRange(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("must be an RFC3339 timestamp with a time zone (e.g. ...Z)")
-        return value.astimezone(UTC)
+        try:
+            moment = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("timestamp out of range") from None
+        if not EARLIEST <= moment <= LATEST:
+            raise ValueError("timestamp must be between 1970 and 2262 (nanoseconds since 1970)")
+        return moment
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeRange:
@@ -238,3 +248,10 @@ class Event(BaseModel):
     attempt: int = 0
     ts: float
     data: dict[str, Any] = Field(default_factory=dict)
+    _json: str | None = PrivateAttr(default=None)
+
+    def to_json(self) -> str:
+        """The event as JSON, serialized once however many clients it goes to."""
+        if self._json is None:
+            self._json = self.model_dump_json()
+        return self._json

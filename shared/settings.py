@@ -18,6 +18,8 @@ class Settings(BaseSettings):
 
     # Upstreams (defaults are the in-cluster names of the seed deployment).
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connections one API process may open to Redis; requests wait for a free one.
+    redis_max_connections: int = Field(default=64, ge=4)
     loki_url: str = "http://loki.monitoring.svc.cluster.local:3100"
     llama_url: str = "http://llama-cpp.llm.svc.cluster.local:8080"
     model_name: str = "SmolLM2-135M-Instruct"
@@ -61,6 +63,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 3600
     max_attempts: int = Field(default=3, ge=1)
     worker_heartbeat_s: float = 5.0
+    # On SIGTERM (with REMAP_SIGTERM=SIGQUIT) a worker lets its task run this long, then hands
+    # it back to the queue: keep it below the pod's terminationGracePeriodSeconds.
+    worker_soft_shutdown_timeout_s: float = Field(default=10.0, ge=0)
 
     # Access: sha256 hex digests of the accepted keys, from the environment and/or a file
     # (a mounted Secret, re-read when it changes: keys rotate without a restart).

@@ -29,7 +29,13 @@ SERVICE_NAME = "log-analyzer-worker"
 
 def configure(app: Celery, settings: Settings) -> None:
     """Apply the settings that make stages safe to redeliver and fair to long LLM calls."""
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Sweep for messages of dead workers every few seconds; kombu's default (10 s x a
+        # throttle of 10) brings a killed worker's task back ~100 s after its timeout.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+        "unacked_restore_throttle": 1,
+    }
     app.conf.update(
         broker_url=settings.redis_url,
         broker_transport_options=transport,
@@ -53,7 +59,7 @@ def configure(app: Celery, settings: Settings) -> None:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
-        worker_soft_shutdown_timeout=10.0,
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout_s,
         worker_enable_soft_shutdown_on_idle=True,
     )
 

@@ -9,16 +9,19 @@ from redis.retry import Retry
 
 from shared.job_store import JobStore
 from shared.settings import Settings, get_settings
+from workers.llm_client import LlamaClient
 
 _redis: redis.Redis | None = None
 _http: httpx.Client | None = None
+_llama: LlamaClient | None = None
 
 
 def reset() -> None:
     """Forget clients inherited from a parent process (called in each new worker child)."""
-    global _redis, _http
+    global _redis, _http, _llama
     _redis = None
     _http = None
+    _llama = None
 
 
 def settings() -> Settings:
@@ -50,3 +53,21 @@ def http_client() -> httpx.Client:
 def job_store() -> JobStore:
     cfg = settings()
     return JobStore(redis_client(), ttl_s=cfg.job_ttl_s, backlog_max=cfg.event_backlog_max)
+
+
+def llama_client() -> LlamaClient:
+    """One client per process, so token counts and /props are cached across jobs."""
+    global _llama
+    if _llama is None:
+        cfg = settings()
+        _llama = LlamaClient(
+            http_client(),
+            cfg.llama_url,
+            model=cfg.model_name,
+            connect_timeout_s=cfg.llm_connect_timeout_s,
+            first_token_timeout_s=cfg.llm_first_token_timeout_s,
+            idle_timeout_s=cfg.llm_idle_timeout_s,
+            loading_wait_s=cfg.llm_loading_wait_s,
+            max_retries=cfg.llm_max_retries,
+        )
+    return _llama

@@ -107,6 +107,8 @@ class LlamaClient:
         self.loading_wait_s = loading_wait_s
         self.max_retries = max_retries
         self._token_cache: dict[str, int] = {}
+        self._props: ServerProps | None = None
+        self._props_at = 0.0
 
     def _timeout(self, read: float) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect_timeout_s, read=read, write=30.0, pool=10.0)
@@ -136,20 +138,26 @@ class LlamaClient:
                 raise error
             time.sleep(backoff_s(attempt))
 
-    def props(self) -> ServerProps:
-        """Per-request context size and slot count from `GET /props`."""
+    def props(self, max_age_s: float = 30.0) -> ServerProps:
+        """Per-request context size and slot count from `GET /props` (cached briefly)."""
+        if self._props is not None and time.monotonic() - self._props_at < max_age_s:
+            return self._props
         data = self._call("GET", "/props").json()
         settings = data.get("default_generation_settings", {})
-        return ServerProps(
+        self._props = ServerProps(
             n_ctx=int(settings.get("n_ctx", 0) or data.get("n_ctx", 0)),
             total_slots=int(data.get("total_slots", 1)),
         )
+        self._props_at = time.monotonic()
+        return self._props
 
     def count_tokens(self, text: str) -> int:
         """Token count with the server's own tokenizer, cached per text."""
         cached = self._token_cache.get(text)
         if cached is None:
             tokens = self._call("POST", "/tokenize", json={"content": text}).json()["tokens"]
+            if len(self._token_cache) > 50_000:  # one process serves many jobs: stay bounded
+                self._token_cache.clear()
             cached = self._token_cache[text] = len(tokens)
         return cached
 

@@ -37,7 +37,7 @@ class LlmSlot:
         client: redis.Redis,
         limit: int,
         *,
-        lease_s: float = 60.0,
+        lease_s: float = 15.0,
         wait_s: float = 600.0,
         poll_s: float = 0.1,
     ):
@@ -61,7 +61,7 @@ class LlmSlot:
         return ok
 
     def renew(self) -> None:
-        """Extend the lease; cheap to call per token (renews at most every few seconds)."""
+        """Extend the lease; cheap to call per token (renews at most every lease/6 seconds)."""
         if time.monotonic() - self._renewed > self.lease_s / 6:
             self.try_acquire()
 

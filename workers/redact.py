@@ -97,6 +97,27 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replacement], ...] = (
         re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
         "<redacted:slack_token>",
     ),
+    (
+        ("sk_live_", "sk_test_", "rk_live_", "npm_", "glpat-", "sg."),
+        re.compile(
+            r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,}|npm_[A-Za-z0-9]{30,}"
+            r"|glpat-[A-Za-z0-9_-]{20,}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
+        ),
+        "<redacted:api_key>",
+    ),
+    (
+        ("accountkey", "sharedaccesskey", "security-token"),
+        re.compile(
+            r"(?i)(?P<lead>(?:AccountKey|SharedAccessKey)\s*=\s*|x-amz-security-token\s*[:=]\s*)"
+            r"(?!<redacted)[^\s;&\"']+"
+        ),
+        r"\g<lead><redacted:secret>",
+    ),
+    (
+        ("--password", "-u "),
+        re.compile(r"(?P<lead>--password[= ]|\s-u\s+[^\s:]+:)(?!<redacted)[^\s]+"),
+        r"\g<lead><redacted:secret>",
+    ),
     (("key", "token", "secret", "passw", "pwd"), _KEY_VALUE, _keep_key),
     (
         ("@",),

@@ -39,10 +39,10 @@ from workers.celery_app import celery_app
 from workers.codec import decode_entries, decode_fetch, encode_entries, encode_fetch
 from workers.flatten import flatten
 from workers.heartbeat import job_heartbeat
-from workers.llm_client import LlamaClient
 from workers.llm_slots import LlmSlot
 from workers.normalize import normalize
 from workers.pipeline import task_name
+from workers.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +228,14 @@ def _query_loki(run: StageRun) -> dict[str, Any]:
             max_retries=settings.loki_max_retries,
             timeout_s=settings.loki_timeout_s,
         )
+    # Redact before anything is stored: no stage output may hold a secret, even briefly.
+    redactions = 0
+    for raw in result.lines:
+        raw.line, found = redact(raw.line)
+        redactions += found
     span = trace.get_current_span()
     span.set_attribute("logql.query", result.query)
+    span.set_attribute("logs.redactions", redactions)
     span.set_attribute("loki.pages", result.pages)
     span.set_attribute("loki.entries", result.kept)
     MetricsRecorder(run.store.redis).inc(metrics.LOKI_LINES, result.seen)
@@ -240,6 +246,7 @@ def _query_loki(run: StageRun) -> dict[str, Any]:
         "kept": result.kept,
         "dropped": result.dropped,
         "pages": result.pages,
+        "redactions": redactions,
     }
 
 
@@ -284,7 +291,10 @@ class JobTokenSink:
         return self.run.event(EventType.RETRY, {"reason": reason}, fenced=True)
 
     def stopped(self) -> bool:
+        # Called every half second while the server is still on the prompt: keep the lease.
         with suppress_instrumentation():
+            if self.slot is not None:
+                self.slot.renew()
             fields = self.run.store.fields(self.run.job_id)
         return fields.get("status") in ("succeeded", "failed", "cancelled", None) or fields.get(
             "attempt"
@@ -303,16 +313,7 @@ def _call_llm(run: StageRun) -> dict[str, Any]:
             fenced=True,
         )
     normalized = NormalizeResult.model_validate(store.get_stage_data(run.job_id, Stage.NORMALIZE))
-    client = LlamaClient(
-        context.http_client(),
-        settings.llama_url,
-        model=settings.model_name,
-        connect_timeout_s=settings.llm_connect_timeout_s,
-        first_token_timeout_s=settings.llm_first_token_timeout_s,
-        idle_timeout_s=settings.llm_idle_timeout_s,
-        loading_wait_s=settings.llm_loading_wait_s,
-        max_retries=settings.llm_max_retries,
-    )
+    client = context.llama_client()
     sink = JobTokenSink(run)
 
     def slot(total_slots: int) -> LlmSlot:

@@ -14,12 +14,13 @@ from redis.exceptions import RedisError
 
 from api.auth import PrincipalDep
 from api.deps import StateDep
+from api.errors import ERROR_RESPONSES
 from api.streaming import SlowClientError, job_events
 from api.submit import submit_job
 from shared.schemas import AnalysisRequest, Event, EventType, Stage
 from shared.validation import validate_request
 
-router = APIRouter(tags=["legacy"])
+router = APIRouter(tags=["legacy"], responses=ERROR_RESPONSES)
 
 
 def render_text(event: Event) -> str:
@@ -32,11 +33,13 @@ def render_text(event: Event) -> str:
         if data.get("stage") == Stage.NORMALIZE.value:
             return (
                 f"Summary: {counts.get('entries', 0)} log events mined into "
-                f"{counts.get('templates', 0)} templates "
-                f"({counts.get('redactions', 0)} secrets redacted).\n\n"
+                f"{counts.get('templates', 0)} templates.\n\n"
             )
         if data.get("stage") == Stage.QUERY_LOKI.value:
-            return f"Read {counts.get('kept', 0)} log lines ({counts.get('seen', 0)} scanned).\n"
+            return (
+                f"Read {counts.get('kept', 0)} log lines ({counts.get('seen', 0)} scanned, "
+                f"{counts.get('redactions', 0)} secrets redacted).\n"
+            )
     if event.type is EventType.RETRY:
         return "\n\n[the model call was retried; the answer restarts below]\n\n"
     if event.type is EventType.ERROR:
@@ -46,7 +49,16 @@ def render_text(event: Event) -> str:
     return ""
 
 
-@router.post("/v1/analyze/stream")
+@router.post(
+    "/v1/analyze/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "A summary line, then the analysis as it is generated.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def analyze_stream(
     body: AnalysisRequest, state: StateDep, principal: PrincipalDep
 ) -> StreamingResponse:

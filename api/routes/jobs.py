@@ -14,16 +14,45 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.auth import PrincipalDep
 from api.deps import StateDep
+from api.errors import ERROR_RESPONSES
 from api.streaming import SlowClientError, job_events
 from api.submit import submit_job
 from shared.errors import InvalidQueryError
-from shared.schemas import AnalysisRequest, JobAccepted, JobStatus, JobView
+from shared.schemas import AnalysisRequest, EventType, JobAccepted, JobStatus, JobView
 from shared.telemetry import tracer
 from shared.validation import validate_request
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 SSE_RETRY_MS = 2000
+# The JSON in each event's `data:` line (an `error` about the stream itself has no seq).
+EVENT_DATA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1},
+        "type": {"type": "string", "enum": [t.value for t in EventType]},
+        "job_id": {"type": "string"},
+        "attempt": {"type": "integer"},
+        "ts": {"type": "number"},
+        "data": {"type": "object"},
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+    },
+}
+# One Server-Sent Event as a client sees it (the OpenAPI 3.2 way of describing a stream).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": EVENT_DATA_SCHEMA,
+        },
+    },
+}
 
 
 @router.post("", status_code=202, response_model=JobAccepted)
@@ -84,11 +113,24 @@ def parse_last_event_id(value: str | None) -> int:
     except ValueError:
         seq = -1
     if seq < 0:
-        raise InvalidQueryError("Last-Event-ID", "Last-Event-ID must be a non-negative integer")
+        raise InvalidQueryError(
+            "Last-Event-ID", "Last-Event-ID must be a non-negative integer", location="header"
+        )
     return seq
 
 
-@router.get("/{job_id}/events", name="job_events_stream")
+@router.get(
+    "/{job_id}/events",
+    name="job_events_stream",
+    responses={
+        200: {
+            "description": "The job's events (stage, token, retry, result, error, "
+            "cancelled, done), each with a strictly increasing `id:`.",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        }
+    },
+    response_class=EventSourceResponse,
+)
 async def stream_job_events(
     job_id: str,
     state: StateDep,
@@ -109,7 +151,7 @@ async def stream_job_events(
                 span.set_attribute("sse.last_event_id", after)
                 async for event in job_events(job_id, after, state.store, state.hub):
                     yield ServerSentEvent(
-                        data=event.model_dump_json(), event=event.type.value, id=str(event.seq)
+                        data=event.to_json(), event=event.type.value, id=str(event.seq)
                     )
         except SlowClientError:
             yield stream_error("slow_client", "client too slow; reconnect with Last-Event-ID")

@@ -56,6 +56,8 @@ class StubConfig:
     cut_after_tokens: int | None = None
     cut_times: int = 0
     hang_first_token_s: float = 0.0
+    # Benchmarks: each token's text is its emission time, `"<time.time_ns()> "`.
+    stamp_tokens: bool = False
 
 
 class LlamaStub:
@@ -181,6 +183,8 @@ class LlamaStub:
                     raise ConnectionAbortedError("stub cut the stream")
                 if sent and cfg.token_interval_s:
                     await asyncio.sleep(cfg.token_interval_s)
+                if cfg.stamp_tokens:
+                    piece = f"{time.time_ns()} "
                 yield chunk({"content": piece}, None)
                 sent += 1
             finish = "length" if len(pieces) > max_tokens else "stop"
@@ -219,6 +223,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200)
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument(
+        "--stamp-tokens",
+        action="store_true",
+        help='each token\'s text is its emission time: "<time.time_ns()> "',
+    )
     args = parser.parse_args()
     import uvicorn
 
@@ -229,6 +238,7 @@ def main() -> None:
             reply=" ".join(f"tok{i}" for i in range(args.tokens)),
             first_token_delay_s=args.first_token_ms / 1000,
             token_interval_s=args.token_ms / 1000,
+            stamp_tokens=args.stamp_tokens,
         )
     )
     uvicorn.run(stub.app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -220,8 +220,10 @@ def test_overlay_renders(overlay: str) -> None:
 def test_renderer_matches_real_kustomize(overlay: str) -> None:
     command = real_kustomize()
     if command is None:
-        pytest.fail("no kustomize or kubectl on PATH: the built-in renderer cannot be "
-                    "cross-checked (this machine image ships kubectl in /usr/bin)")
+        pytest.fail(
+            "no kustomize or kubectl on PATH: the built-in renderer cannot be "
+            "cross-checked (this machine image ships kubectl in /usr/bin)"
+        )
     out = subprocess.run(
         [*command, str(K8S / overlay)], capture_output=True, text=True, timeout=120
     )
