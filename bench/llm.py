@@ -98,6 +98,11 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=15)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--cache-prompt",
+        action="store_true",
+        help="let the server reuse the KV cache (every job repeats the prompt)",
+    )
     args = parser.parse_args()
     with local_stack(
         ROOT / ".run" / "bench-llm", redis_url="redis://127.0.0.1:6379/13", llama_ctx=args.ctx

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     llm_loading_wait_s: float = 120.0
     llm_max_retries: int = 2
     llm_slot_wait_s: float = 600.0
+    # Reuse the server's KV cache for a shared prompt prefix (llama.cpp `cache_prompt`).
+    llm_cache_prompt: bool = True
 
     # Jobs, events and queues.
     job_ttl_s: int = 7 * 24 * 3600

@@ -69,5 +69,6 @@ def llama_client() -> LlamaClient:
             idle_timeout_s=cfg.llm_idle_timeout_s,
             loading_wait_s=cfg.llm_loading_wait_s,
             max_retries=cfg.llm_max_retries,
+            cache_prompt=cfg.llm_cache_prompt,
         )
     return _llama

@@ -97,6 +97,7 @@ class LlamaClient:
         idle_timeout_s: float = 30.0,
         loading_wait_s: float = 120.0,
         max_retries: int = 2,
+        cache_prompt: bool = True,
     ):
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -106,6 +107,7 @@ class LlamaClient:
         self.idle_timeout_s = idle_timeout_s
         self.loading_wait_s = loading_wait_s
         self.max_retries = max_retries
+        self.cache_prompt = cache_prompt
         self._token_cache: dict[str, int] = {}
         self._props: ServerProps | None = None
         self._props_at = 0.0
@@ -182,6 +184,7 @@ class LlamaClient:
             "max_tokens": max_tokens,
             "temperature": temperature,
             "stream_options": {"include_usage": True},
+            "cache_prompt": self.cache_prompt,
         }
         deadline = time.monotonic() + self.loading_wait_s
         attempt = 0
