@@ -4,14 +4,51 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
-from api.hub import EventHub
+from api.hub import EventHub, Listener
 from shared.job_store import AsyncJobStore
 from shared.schemas import Event, EventType
 
 
 class SlowClientError(Exception):
     """Raised when a client fell so far behind that its live buffer overflowed."""
+
+
+class Stop(Protocol):
+    """What tells a stream to end early (sse-starlette's shutdown event)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> object: ...
+
+
+class StreamStoppedError(Exception):
+    """Raised when the server is shutting down; the client should resume elsewhere."""
+
+
+async def _next_live(listener: Listener, poll_s: float, stop: Stop | None) -> Event | None:
+    """The next live event, or None after `poll_s` of silence; raises StreamStoppedError."""
+    try:
+        # The fast path takes what is queued without a timer task per event.
+        return listener.queue.get_nowait()
+    except asyncio.QueueEmpty:
+        pass
+    getter = asyncio.ensure_future(listener.queue.get())
+    waiters: set[asyncio.Future[Any]] = {getter}
+    if stop is not None:
+        waiters.add(asyncio.ensure_future(stop.wait()))
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.cancel()
+    if getter in done:
+        return getter.result()
+    if stop is not None and stop.is_set():
+        raise StreamStoppedError()
+    return None
 
 
 async def job_events(
@@ -21,6 +58,7 @@ async def job_events(
     hub: EventHub,
     *,
     poll_s: float = 5.0,
+    stop: Stop | None = None,
 ) -> AsyncIterator[Event]:
     """Yield every event with `seq > after_seq` in order, ending after `done`.
 
@@ -39,15 +77,9 @@ async def job_events(
         while True:
             if listener.overflowed:
                 raise SlowClientError(job_id)
-            event: Event | None
-            try:
-                # The fast path takes what is queued without a timer task per event.
-                event = listener.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                try:
-                    event = await asyncio.wait_for(listener.queue.get(), timeout=poll_s)
-                except TimeoutError:
-                    event = None
+            if stop is not None and stop.is_set():
+                raise StreamStoppedError()
+            event = await _next_live(listener, poll_s, stop)
             if event is None:
                 missed = await store.events_after(job_id, last)
             else:

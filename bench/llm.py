@@ -32,9 +32,11 @@ from api.local_stack import local_stack  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "llm.json"
 
 
-def run_job(client: httpx.Client, api: str, limit: int) -> dict[str, Any]:
+def run_job(client: httpx.Client, api: str, limit: int, offset_min: int = 0) -> dict[str, Any]:
+    # A different window per job changes the prompt right after the system prompt, so the
+    # server cannot serve it from its KV cache (llama-server reuses the longest common prefix).
     body = {
-        "time_range": {"start": SAMPLE_WINDOW[0], "end": SAMPLE_WINDOW[1]},
+        "time_range": {"start": f"2026-11-24T10:{offset_min:02d}:00Z", "end": SAMPLE_WINDOW[1]},
         "filters": {"namespace": "shop"},
         "limit": limit,
         "scan_limit": 20_000,
@@ -113,7 +115,10 @@ def main() -> None:
         stack.start_api()
         with httpx.Client(timeout=60) as client:
             run_job(client, stack.urls["api"], args.limit)  # warm-up: load, caches
-            rows = [run_job(client, stack.urls["api"], args.limit) for _ in range(args.jobs)]
+            rows = [
+                run_job(client, stack.urls["api"], args.limit, offset_min=1 + i % 15)
+                for i in range(args.jobs)
+            ]
     summary = summarize(rows)
     report = {
         "summary": summary,

@@ -543,8 +543,18 @@ def profile_prompt(
 ) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """Redo call_llm's prompt step for a finished job: its messages and its tokenize cost."""
     store = JobStore(redis.Redis.from_url(stack.redis_url), ttl_s=3600, backlog_max=50_000)
-    normalized = NormalizeResult.model_validate(store.get_stage_data(job_id, Stage.NORMALIZE))
-    request = store.view(job_id).request
+    # Stage data is deleted when a job ends: rebuild the evidence from the job's result
+    # (what the model was shown) and the normalize counts.
+    view = store.view(job_id)
+    assert view.result is not None, f"job {job_id} has no result"
+    counts = view.counts.get(Stage.NORMALIZE.value, {})
+    normalized = NormalizeResult(
+        evidence=view.result.evidence,
+        entries=int(counts.get("entries", 0)),
+        templates=int(counts.get("templates", 0)),
+        redactions=int(counts.get("redactions", 0)),
+    )
+    request = view.request
     settings = Settings()
     calls: list[str] = []
     hooks = {"request": [lambda r: calls.append(r.url.path)]}

@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Header, Request, Response
 from opentelemetry.propagate import extract
 from opentelemetry.trace import Link, get_current_span
@@ -15,7 +16,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
-from api.streaming import SlowClientError, job_events
+from api.streaming import SlowClientError, StreamStoppedError, job_events
 from api.submit import submit_job
 from shared.errors import InvalidQueryError
 from shared.schemas import AnalysisRequest, EventType, JobAccepted, JobStatus, JobView
@@ -25,6 +26,9 @@ from shared.validation import validate_request
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 SSE_RETRY_MS = 2000
+# Time a stream gets, once the server is stopping, to tell its client to resume elsewhere;
+# below uvicorn's --timeout-graceful-shutdown.
+SHUTDOWN_GRACE_S = 1.0
 # The JSON in each event's `data:` line (an `error` about the stream itself has no seq).
 EVENT_DATA_SCHEMA = {
     "type": "object",
@@ -142,6 +146,7 @@ async def stream_job_events(
     await state.store.view(job_id)  # 404 before the stream starts
     links = job_trace_links(await state.store.traceparent(job_id))
     state.streams.acquire(principal)
+    shutdown = anyio.Event()
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
@@ -149,12 +154,16 @@ async def stream_job_events(
             with tracer().start_as_current_span("follow_job", links=links) as span:
                 span.set_attribute("job.id", job_id)
                 span.set_attribute("sse.last_event_id", after)
-                async for event in job_events(job_id, after, state.store, state.hub):
+                async for event in job_events(job_id, after, state.store, state.hub, stop=shutdown):
                     yield ServerSentEvent(
                         data=event.to_json(), event=event.type.value, id=str(event.seq)
                     )
         except SlowClientError:
             yield stream_error("slow_client", "client too slow; reconnect with Last-Event-ID")
+        except StreamStoppedError:
+            yield stream_error(
+                "server_shutdown", "this API process is stopping; reconnect with Last-Event-ID"
+            )
         except (RedisError, OSError):
             yield stream_error(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
@@ -166,5 +175,7 @@ async def stream_job_events(
         frames(),
         ping=int(state.settings.sse_ping_s),
         send_timeout=state.settings.sse_send_timeout_s,
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_S,
         headers={"Cache-Control": "no-cache"},
     )

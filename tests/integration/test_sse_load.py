@@ -516,6 +516,11 @@ def test_sigterm_with_open_streams_exits_in_grace_period_and_streams_resume(
     assert all(s and s[-1].event != "done" for s in seen.values()), "the job ended too early"
     final = {i: s[-1].event for i, s in seen.items()}
     print(f"last event each client saw before the shutdown: {final}; errors {errors}")
+    # Each client was told to resume elsewhere before the process went away.
+    assert all(
+        s[-1].event == "error" and s[-1].id is None and "server_shutdown" in s[-1].data
+        for s in seen.values()
+    ), final
 
     fresh, fresh_url = start_api(sse_service.env, sse_service.logs, "sse-api-fresh")
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api.hub import EventHub
-from api.streaming import SlowClientError, job_events
+from api.streaming import SlowClientError, StreamStoppedError, job_events
 from shared.schemas import Event, EventType
 
 
@@ -108,5 +108,20 @@ def test_slow_client_is_dropped_not_blocking() -> None:
             async for _ in gen:
                 pass
         assert hub.listener_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_ends_a_waiting_stream_at_once() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        stop = asyncio.Event()
+        gen = job_events("j", 0, FakeStore([ev(1)]), hub, poll_s=30, stop=stop)  # type: ignore[arg-type]
+        assert (await gen.__anext__()).seq == 1
+        waiting = asyncio.create_task(gen.__anext__())
+        await asyncio.sleep(0.01)
+        stop.set()
+        with pytest.raises(StreamStoppedError):
+            await asyncio.wait_for(waiting, 1)
 
     asyncio.run(scenario())
