@@ -26,7 +26,9 @@ _MAX_RANK = max(LEVEL_RANK.values())
 _WARN_RANK = LEVEL_RANK[Level.WARN]
 _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
     (
-        re.compile(r"(?i)\b(?:fatal|panic|oomkilled|out of memory|segmentation fault)\b"),
+        re.compile(
+            r"(?i)\b(?:fatal|panic|oomkilled|out of memory|segmentation fault)\b|outofmemory"
+        ),
         LEVEL_RANK[Level.FATAL],
     ),
     (

@@ -1,0 +1,26 @@
+"""Severity implied by a template's own words."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.schemas import LEVEL_RANK, Level
+from workers.ranking import severity
+
+
+@pytest.mark.parametrize(
+    ("level", "template", "expected"),
+    [
+        (
+            Level.ERROR,
+            'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
+            Level.FATAL,
+        ),
+        (Level.INFO, "container api OOMKilled", Level.FATAL),
+        (Level.UNKNOWN, "dial tcp <*>: connect: connection refused", Level.ERROR),
+        (Level.INFO, "GET /healthz 200", Level.INFO),
+        (Level.FATAL, "database system is shut down", Level.FATAL),
+    ],
+)
+def test_words_raise_severity_never_lower_it(level: Level, template: str, expected: Level) -> None:
+    assert severity(level, template) == LEVEL_RANK[expected]
