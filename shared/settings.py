@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Log source: Loki over HTTP, or kubelet-layout files on this node.
     log_source: Literal["loki", "files"] = "loki"
     log_files_root: str = "/var/log/pods"
+    # This node's name (downward API `spec.nodeName`): with LOG_SOURCE=files, a request's
+    # `node` filter matches only this node's files.
+    node_name: str = ""
 
     # Request limits.
     max_time_range_hours: float = Field(default=24.0, gt=0)

@@ -213,6 +213,7 @@ def _query_loki(run: StageRun) -> dict[str, Any]:
             start_ns,
             end_ns,
             scan_limit=request.scan_limit,
+            node_name=settings.node_name or None,
         )
     else:
         from workers.loki_client import fetch_range
