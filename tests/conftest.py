@@ -43,6 +43,24 @@ def wait_until(
         time.sleep(interval)
 
 
+def api_ready(url: str) -> bool:
+    """True when the API at `url` answers /ready with 200 (Redis up, a worker alive)."""
+    try:
+        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(url: str, *processes: ManagedProcess, timeout: float = 60) -> None:
+    """Wait for the API at `url` to be ready; on failure show the processes' logs."""
+    try:
+        wait_until(lambda: api_ready(url), timeout, f"{url} did not become ready", interval=0.2)
+    except BaseException:
+        for process in processes:
+            print(f"--- {process.name} ---\n{process.tail()}")
+        raise
+
+
 def require_redis(url: str) -> redis.Redis:
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     try:
@@ -322,20 +340,10 @@ def stack(
         otlp_server[0],
     )
 
-    def ready() -> bool:
-        try:
-            return http.get(f"{stack.api_url}/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
         worker.start()
         api.start()
-        try:
-            wait_until(ready, 60, "API and worker did not become ready", interval=0.2)
-        except BaseException:
-            print(f"--- worker log ---\n{worker.tail()}\n--- api log ---\n{api.tail()}")
-            raise
+        wait_ready(stack.api_url, worker, api)
         yield stack
     finally:
         http.close()

@@ -25,6 +25,7 @@ from tests.conftest import (
     push_incident,
     require_redis,
     service_env,
+    wait_ready,
     wait_until,
     worker_argv,
 )
@@ -110,13 +111,8 @@ class FaultStack:
         return worker
 
     def wait_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            try:
-                return self.http.get(f"{self.api_url}/ready").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, timeout, "fault stack not ready", interval=0.2)
+        processes = [p for p in [self.api, *self.workers] if p is not None]
+        wait_ready(self.api_url, *processes, timeout=timeout)
 
     def submit(self, **overrides: Any) -> str:
         response = self.http.post(f"{self.api_url}/v1/jobs", json=job_request(**overrides))

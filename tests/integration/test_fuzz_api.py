@@ -40,6 +40,7 @@ from tests.conftest import (
     job_request,
     require_redis,
     service_env,
+    wait_ready,
     wait_until,
     worker_argv,
 )
@@ -146,20 +147,10 @@ def fuzz_service(
     http = httpx.Client(timeout=10)
     service = FuzzService(f"http://127.0.0.1:{port}", api, worker, client, http)
 
-    def ready() -> bool:
-        try:
-            return http.get(f"{service.url}/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
         worker.start()
         api.start()
-        try:
-            wait_until(ready, 60, "fuzz API and worker did not become ready", interval=0.2)
-        except BaseException:
-            print(f"--- worker ---\n{worker.tail()}\n--- api ---\n{api.tail()}")
-            raise
+        wait_ready(service.url, worker, api)
         yield service
     finally:
         http.close()

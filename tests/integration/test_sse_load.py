@@ -32,6 +32,7 @@ from tests.conftest import (
     job_request,
     require_redis,
     service_env,
+    wait_ready,
     wait_until,
     worker_argv,
 )
@@ -100,16 +101,9 @@ def start_api(env: dict[str, str], logs: Path, name: str) -> tuple[ManagedProces
     api.start()
     url = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(ready, 60, f"{name} did not become ready", interval=0.2)
+        wait_ready(url, api)
     except BaseException:
-        print(f"--- {name} ---\n{api.tail()}")
         api.stop()
         raise
     return api, url
