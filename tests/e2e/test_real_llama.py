@@ -33,15 +33,12 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]
         llama_ctx=CTX,
         extra_env={"LLM_MAX_TOKENS": "200", "LOG_LEVEL": "INFO"},
     ) as stack:
-        try:
-            stack.start_llama(timeout=180)
-            stack.start_worker()
-            stack.start_api()
-        except Exception:
-            for log in sorted(run_dir.glob("*.log")):
-                print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
-            raise
+        # A process that dies raises ProcessDiedError: its signal, what to try, its last lines.
+        stack.start_llama(timeout=180)
+        stack.start_worker()
+        stack.start_api()
         yield stack
+        stack.check()
 
 
 def test_sample_incident_through_real_llama_server(real_stack: LocalStack) -> None:
