@@ -176,8 +176,12 @@ class NormalizeResult(BaseModel):
 
 
 class LlmTimings(BaseModel):
+    """llama-server's own `timings`: `prompt_n` is only the prompt tokens processed anew,
+    `cache_n` those reused from its prompt cache."""
+
     model_config = ConfigDict(extra="allow")
 
+    cache_n: int | None = None
     prompt_n: int | None = None
     prompt_ms: float | None = None
     predicted_n: int | None = None
@@ -190,7 +194,12 @@ class JobResult(BaseModel):
     evidence: list[EvidenceItem]
     evidence_omitted: int = 0
     model: str
-    prompt_tokens: int | None = None
+    prompt_tokens: int | None = Field(
+        default=None, description="size of the prompt in tokens, cached part included"
+    )
+    prompt_tokens_cached: int = Field(
+        default=0, description="prompt tokens the server reused from its prompt cache"
+    )
     tokens_generated: int = 0
     finish_reason: str | None = None
     time_to_first_token_s: float | None = None

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 
-from tests.stubs.llama_stub import LlamaStub, StubConfig, start_llama_stub
+from tests.stubs.llama_stub import LlamaStub, start_llama_stub
 from tests.stubs.otlp_receiver import OtlpReceiver, start_otlp_receiver
 from tests.stubs.server import ThreadedServer, free_port
 
@@ -97,10 +97,9 @@ def llama_server() -> Iterator[tuple[LlamaStub, ThreadedServer]]:
 @pytest.fixture
 def llama(llama_server: tuple[LlamaStub, ThreadedServer]) -> Iterator[LlamaStub]:
     stub, _ = llama_server
-    stub.config = StubConfig()
-    stub.requests.clear()
+    stub.reset()
     yield stub
-    stub.config = StubConfig()
+    stub.reset()
 
 
 @pytest.fixture(scope="session")

@@ -108,15 +108,20 @@ def analyze(
     if completion.stopped:
         raise JobCancelledError("the job was cancelled during the LLM call")
     timings = LlmTimings.model_validate(completion.timings) if completion.timings else None
-    prompt_tokens = (
-        timings.prompt_n if timings and timings.prompt_n is not None else prompt.prompt_tokens
-    )
+    # With the prompt cache on, `prompt_n` counts only the tokens processed anew; the prompt's
+    # size is what was reused from the cache plus those.
+    if timings is not None and timings.prompt_n is not None:
+        cached = timings.cache_n or 0
+        prompt_tokens = cached + timings.prompt_n
+    else:
+        cached, prompt_tokens = 0, prompt.prompt_tokens
     return JobResult(
         analysis=completion.text,
         evidence=prompt.evidence,
         evidence_omitted=prompt.omitted,
         model=client.model,
         prompt_tokens=prompt_tokens,
+        prompt_tokens_cached=cached,
         tokens_generated=(
             timings.predicted_n
             if timings and timings.predicted_n is not None

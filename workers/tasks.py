@@ -339,6 +339,9 @@ def _call_llm(run: StageRun) -> dict[str, Any]:
     recorder.inc(metrics.LLM_TOKENS, result.tokens_generated)
     if result.prompt_tokens is not None:
         span.set_attribute("llm.prompt_tokens", result.prompt_tokens)
+        span.set_attribute("llm.prompt_tokens_cached", result.prompt_tokens_cached)
+        recorder.inc(metrics.LLM_PROMPT_TOKENS, result.prompt_tokens)
+        recorder.inc(metrics.LLM_PROMPT_TOKENS_CACHED, result.prompt_tokens_cached)
     if result.time_to_first_token_s is not None:
         span.set_attribute("llm.time_to_first_token_s", result.time_to_first_token_s)
         recorder.observe(metrics.LLM_TTFT, result.time_to_first_token_s)
@@ -348,6 +351,7 @@ def _call_llm(run: StageRun) -> dict[str, Any]:
     run.result = result
     return {
         "prompt_tokens": result.prompt_tokens,
+        "prompt_tokens_cached": result.prompt_tokens_cached,
         "tokens_generated": result.tokens_generated,
         "evidence": len(result.evidence),
         "evidence_omitted": result.evidence_omitted,

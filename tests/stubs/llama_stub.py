@@ -70,6 +70,9 @@ class LlamaStub:
         self.max_busy_slots = 0
         self.completed = 0
         self.disconnects = 0
+        # The last prompt's tokens: like the real server, a request that repeats its prefix
+        # (with `cache_prompt`, the default) reports that part as `cache_n`.
+        self.cached_prompt: list[int] = []
         self.app = Starlette(
             routes=[
                 Route("/health", self.health),
@@ -79,6 +82,13 @@ class LlamaStub:
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
             ]
         )
+
+    def reset(self, config: StubConfig | None = None) -> None:
+        """A clean stub for the next test: default config, no history, empty prompt cache."""
+        self.config = config or StubConfig()
+        self.requests.clear()
+        self.cached_prompt = []
+        self.completed = self.disconnects = self.max_busy_slots = 0
 
     def _loading(self) -> Response | None:
         if time.time() < self.config.loading_until:
@@ -110,11 +120,26 @@ class LlamaStub:
         body = await request.json()
         return JSONResponse({"tokens": tokenize(body.get("content", ""))})
 
+    def prompt_token_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        ids: list[int] = []
+        for message in messages:
+            ids += [0] * self.config.template_tokens_per_message
+            ids += tokenize(str(message.get("content", "")))
+        return ids
+
     def prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
-        return sum(
-            len(tokenize(str(m.get("content", "")))) + self.config.template_tokens_per_message
-            for m in messages
-        )
+        return len(self.prompt_token_ids(messages))
+
+    def reuse_cache(self, ids: list[int], cache_prompt: bool) -> int:
+        """Tokens of `ids` served from the cache (at least one is always processed anew)."""
+        common = 0
+        if cache_prompt:
+            for a, b in zip(self.cached_prompt, ids, strict=False):
+                if a != b:
+                    break
+                common += 1
+        self.cached_prompt = ids
+        return min(common, len(ids) - 1)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
@@ -128,7 +153,8 @@ class LlamaStub:
                 {"error": {"code": status, "message": "stub failure", "type": "server_error"}},
                 status_code=status,
             )
-        n_prompt = self.prompt_tokens(body.get("messages", []))
+        prompt_ids = self.prompt_token_ids(body.get("messages", []))
+        n_prompt = len(prompt_ids)
         if n_prompt >= self.config.n_ctx:
             return JSONResponse(
                 {
@@ -144,12 +170,15 @@ class LlamaStub:
                 status_code=400,
             )
         max_tokens = int(body.get("max_tokens") or 10_000)
+        cached = self.reuse_cache(prompt_ids, bool(body.get("cache_prompt", True)))
         return StreamingResponse(
-            self._stream(n_prompt, max_tokens, body.get("model", "")),
+            self._stream(n_prompt - cached, cached, max_tokens, body.get("model", "")),
             media_type="text/event-stream",
         )
 
-    async def _stream(self, n_prompt: int, max_tokens: int, model: str) -> AsyncIterator[bytes]:
+    async def _stream(
+        self, n_prompt: int, cached: int, max_tokens: int, model: str
+    ) -> AsyncIterator[bytes]:
         cfg = self.config
         chat_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
@@ -190,7 +219,7 @@ class LlamaStub:
             finish = "length" if len(pieces) > max_tokens else "stop"
             predicted_ms = (time.perf_counter() - started) * 1000 - prompt_ms
             timings = {
-                "cache_n": 0,
+                "cache_n": cached,
                 "prompt_n": n_prompt,
                 "prompt_ms": round(prompt_ms, 2),
                 "prompt_per_token_ms": round(prompt_ms / max(n_prompt, 1), 2),

@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import ContextOverflowError, LlmError, LlmTimeoutError
 from shared.schemas import AnalysisRequest, Entry, Level, NormalizeResult
-from tests.stubs.llama_stub import LlamaStub, StubConfig, start_llama_stub, tokenize
+from tests.stubs.llama_stub import LlamaStub, start_llama_stub, tokenize
 from tests.stubs.server import ThreadedServer
 from workers.call_llm import analyze
 from workers.llm_client import LlamaClient, StreamBrokenError
@@ -26,8 +26,7 @@ def server() -> Iterator[tuple[LlamaStub, ThreadedServer]]:
 
 @pytest.fixture
 def stub(server: tuple[LlamaStub, ThreadedServer]) -> LlamaStub:
-    server[0].config = StubConfig()
-    server[0].requests.clear()
+    server[0].reset()
     return server[0]
 
 
@@ -209,6 +208,31 @@ def test_100k_lines_into_a_512_token_context_gives_a_full_answer(
     assert result.evidence and result.evidence_omitted > 0
     assert result.prompt_tokens is not None and result.prompt_tokens < 512
     assert stub.requests[-1]["max_tokens"] <= 128
+
+
+def test_prompt_size_counts_the_cached_part(stub: LlamaStub, client: LlamaClient) -> None:
+    """A repeated prompt is served mostly from the server's cache: its size stays the same."""
+    first = analyze(
+        incident(100),
+        request=REQUEST,
+        client=client,
+        sink=ListSink(),
+        max_tokens=64,
+        temperature=0.1,
+    )
+    again = analyze(
+        incident(100),
+        request=REQUEST,
+        client=client,
+        sink=ListSink(),
+        max_tokens=64,
+        temperature=0.1,
+    )
+    assert first.timings is not None and again.timings is not None
+    assert again.timings.prompt_n == 1 and again.timings.cache_n == first.prompt_tokens - 1
+    assert again.prompt_tokens == first.prompt_tokens
+    assert again.prompt_tokens_cached == first.prompt_tokens - 1
+    assert first.prompt_tokens_cached == 0
 
 
 def test_overflow_despite_the_budget_shrinks_and_retries_once(
