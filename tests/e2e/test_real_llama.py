@@ -71,3 +71,12 @@ def test_sample_incident_through_real_llama_server(real_stack: LocalStack) -> No
         view = client.get(f"{api}/v1/jobs/{accepted.json()['job_id']}").json()
         assert view["status"] == "succeeded"
         assert view["counts"]["call_llm"]["prompt_tokens"] == result["prompt_tokens"]
+
+        # The same job again: the server serves the prompt from its cache (`prompt_n` is
+        # only what it processed anew), and the prompt's size is still reported whole.
+        again = client.post(f"{api}/v1/jobs", json=body)
+        events = collect(client, again.json()["events_url"], timeout=300)
+        repeat = next(e for e in events if e.event == "result").json["data"]
+        assert repeat["prompt_tokens"] == result["prompt_tokens"]
+        assert repeat["prompt_tokens_cached"] > 0
+        assert repeat["timings"]["prompt_n"] < repeat["prompt_tokens"]
