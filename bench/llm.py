@@ -7,7 +7,11 @@ over the sample incident one after another. For each job it compares:
 - time to first token at the client (from POST) with the server's `prompt_ms` plus one
   token's time, i.e. what the model itself needed before the first token.
 
-Usage: python bench/llm.py [--jobs 10] [--ctx 4096] [--json]
+By default the prompt cache is off (LLM_CACHE_PROMPT=false) and each job's window starts a
+minute later, so every prompt is processed cold. `--cache-prompt` turns the cache on and
+repeats the same job: the server then reuses the prompt from its cache.
+
+Usage: python bench/llm.py [--jobs 10] [--ctx 4096] [--cache-prompt] [--json]
 """
 
 from __future__ import annotations
@@ -25,16 +29,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.cli import SAMPLE_WINDOW  # noqa: E402 - after the path set-up above
-from api.client import follow  # noqa: E402
-from api.local_stack import local_stack  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results" / "llm.json"
+from bench.report import replace_generated, table  # noqa: E402
+from cli.client import follow  # noqa: E402
+from cli.harness import harness, local_env  # noqa: E402
+from cli.main import SAMPLE_WINDOW  # noqa: E402 - after the path set-up above
 
 
 def run_job(client: httpx.Client, api: str, limit: int, offset_min: int = 0) -> dict[str, Any]:
-    # A different window per job changes the prompt right after the system prompt, so the
-    # server cannot serve it from its KV cache (llama-server reuses the longest common prefix).
     body = {
         "time_range": {"start": f"2026-11-24T10:{offset_min:02d}:00Z", "end": SAMPLE_WINDOW[1]},
         "filters": {"namespace": "shop"},
@@ -67,7 +68,8 @@ def run_job(client: httpx.Client, api: str, limit: int, offset_min: int = 0) -> 
         "ttft_from_post_ms": (arrivals[0] - posted) * 1000,
         "ttft_from_llm_stage_ms": (arrivals[0] - (llm_started or posted)) * 1000,
         "model_first_token_ms": model_first_ms,
-        "prompt_tokens": timings["prompt_n"],
+        "prompt_tokens": result["prompt_tokens"],
+        "prompt_tokens_cached": result["prompt_tokens_cached"],
     }
 
 
@@ -89,6 +91,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             med("ttft_from_llm_stage_ms") / med("model_first_token_ms")
         ),
         "median_prompt_tokens": med("prompt_tokens"),
+        "median_prompt_tokens_cached": med("prompt_tokens_cached"),
     }
 
 
@@ -100,50 +103,98 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=15)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--docs", action="store_true", help="rewrite its block in the docs")
     parser.add_argument(
         "--cache-prompt",
         action="store_true",
         help="let the server reuse the KV cache (every job repeats the prompt)",
     )
     args = parser.parse_args()
-    with local_stack(
-        ROOT / ".run" / "bench-llm", redis_url="redis://127.0.0.1:6379/13", llama_ctx=args.ctx
-    ) as stack:
-        stack.start_redis()
-        stack.start_llama(timeout=180)
-        stack.start_worker()
-        stack.start_api()
+    cache = "true" if args.cache_prompt else "false"
+    with harness(ROOT / ".run" / "bench-llm") as stack:
+        redis_url = stack.start_redis().url()
+        llama_url = stack.start_llama(ctx=args.ctx)
+        env = local_env(redis_url, llama_url, LLM_CACHE_PROMPT=cache)
+        stack.start_worker(env)
+        api = stack.start_api(env)
         with httpx.Client(timeout=60) as client:
-            run_job(client, stack.urls["api"], args.limit)  # warm-up: load, caches
+            run_job(client, api, args.limit)  # warm-up: load, caches
+            # A different window per job changes the prompt right after the system prompt, so
+            # the server cannot serve it from its cache (it reuses the longest common prefix).
             rows = [
-                run_job(client, stack.urls["api"], args.limit, offset_min=1 + i % 15)
+                run_job(client, api, args.limit, offset_min=0 if args.cache_prompt else 1 + i % 15)
                 for i in range(args.jobs)
             ]
+        stack.check()
     summary = summarize(rows)
     report = {
         "summary": summary,
         "jobs": rows,
         "ctx": args.ctx,
         "limit": args.limit,
+        "cache_prompt": args.cache_prompt,
         "date": time.strftime("%Y-%m-%d"),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(report))
-        return
-    print(
-        f"{'job':>3} {'tokens':>6} {'server tok/s':>12} {'client tok/s':>12} {'ratio':>6} "
-        f"{'TTFT post ms':>12} {'TTFT llm ms':>11} {'model ms':>9} {'prompt tok':>10}"
+    name = "llm-cached" if args.cache_prompt else "llm"
+    results = ROOT / "bench" / "results" / f"{name}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2) + "\n")
+    text = render(report, f"bench/results/{name}.json")
+    if args.docs:
+        replace_generated(name, text)
+    print(json.dumps(report) if args.json else text)
+
+
+def render(report: dict[str, Any], results: str) -> str:
+    """The run as Markdown: per-job rows, then the two ratios."""
+    rows = [
+        [
+            i,
+            r["tokens"],
+            r["prompt_tokens"],
+            r["prompt_tokens_cached"],
+            round(r["server_tps"], 1),
+            round(r["client_tps"], 1),
+            f"{r['tps_ratio']:.4f}",
+            round(r["ttft_from_post_ms"]),
+            round(r["ttft_from_llm_stage_ms"]),
+            round(r["model_first_token_ms"]),
+        ]
+        for i, r in enumerate(report["jobs"], 1)
+    ]
+    summary = report["summary"]
+    cache = "on, the same job repeated" if report["cache_prompt"] else "off, a new window per job"
+    command = "bench/llm.py --cache-prompt" if report["cache_prompt"] else "bench/llm.py"
+    return "\n\n".join(
+        [
+            f"Generated by `.venv/bin/python {command} --jobs {len(rows)} --docs` on "
+            f"{report['date']} (`-c {report['ctx']}`, limit {report['limit']}, prompt cache "
+            f"{cache}); raw numbers in `{results}`.",
+            table(
+                [
+                    "job",
+                    "tokens",
+                    "prompt tokens",
+                    "of which cached",
+                    "server tok/s",
+                    "client tok/s",
+                    "ratio",
+                    "TTFT from POST ms",
+                    "TTFT from call_llm ms",
+                    "model ms",
+                ],
+                rows,
+            ),
+            f"- Client tokens/s ÷ the server's own: median "
+            f"{summary['median_tps_ratio']:.4f}, minimum {summary['min_tps_ratio']:.4f} "
+            "(target ≥ 0.97).",
+            f"- TTFT from the POST ÷ the model's prompt time + first token: "
+            f"{summary['ttft_ratio_post_vs_model']:.3f} "
+            f"({summary['median_ttft_from_post_ms']:.0f} vs "
+            f"{summary['median_model_first_token_ms']:.0f} ms median); from the start of "
+            f"`call_llm`: {summary['ttft_ratio_llm_stage_vs_model']:.3f}.",
+        ]
     )
-    for i, r in enumerate(rows, 1):
-        print(
-            f"{i:>3} {r['tokens']:>6} {r['server_tps']:>12.1f} {r['client_tps']:>12.1f} "
-            f"{r['tps_ratio']:>6.3f} {r['ttft_from_post_ms']:>12.0f} "
-            f"{r['ttft_from_llm_stage_ms']:>11.0f} {r['model_first_token_ms']:>9.0f} "
-            f"{r['prompt_tokens']:>10}"
-        )
-    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
