@@ -1,0 +1,119 @@
+"""The job record as the API shows it: status, per-stage counts, result, error."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.schemas.pipeline import (
+    EvidenceItem,
+    FlattenCounts,
+    LlmCounts,
+    NormalizeCounts,
+    QueryCounts,
+    StageCountsBase,
+)
+from shared.schemas.request import AnalysisRequest
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Stage(StrEnum):
+    QUERY_LOKI = "query_loki"
+    FLATTEN = "flatten"
+    NORMALIZE = "normalize"
+    CALL_LLM = "call_llm"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+TERMINAL_STATUSES: tuple[JobStatus, ...] = tuple(s for s in JobStatus if s.terminal)
+
+COUNTS_MODELS: dict[Stage, type[StageCountsBase]] = {
+    Stage.QUERY_LOKI: QueryCounts,
+    Stage.FLATTEN: FlattenCounts,
+    Stage.NORMALIZE: NormalizeCounts,
+    Stage.CALL_LLM: LlmCounts,
+}
+
+
+class StageCounts(BaseModel):
+    """`counts` of a job: one entry per stage that has finished."""
+
+    query_loki: QueryCounts | None = None
+    flatten: FlattenCounts | None = None
+    normalize: NormalizeCounts | None = None
+    call_llm: LlmCounts | None = None
+
+
+class LlmTimings(BaseModel):
+    """llama-server's own `timings`: `prompt_n` is only the prompt tokens processed anew,
+    `cache_n` those reused from its prompt cache."""
+
+    model_config = ConfigDict(extra="allow")
+
+    cache_n: int | None = None
+    prompt_n: int | None = None
+    prompt_ms: float | None = None
+    predicted_n: int | None = None
+    predicted_ms: float | None = None
+    predicted_per_second: float | None = None
+
+
+class JobResult(BaseModel):
+    analysis: str
+    evidence: list[EvidenceItem]
+    evidence_omitted: int = 0
+    model: str
+    prompt_tokens: int | None = Field(
+        default=None, description="size of the prompt in tokens, cached part included"
+    )
+    prompt_tokens_cached: int = Field(
+        default=0, description="prompt tokens the server reused from its prompt cache"
+    )
+    tokens_generated: int = 0
+    finish_reason: str | None = None
+    time_to_first_token_s: float | None = None
+    timings: LlmTimings | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    stage: Stage | None = None
+
+
+class JobView(BaseModel):
+    """`GET /v1/jobs/{id}`."""
+
+    job_id: str
+    status: JobStatus
+    stage: Stage | None = None
+    attempt: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    counts: StageCounts = Field(default_factory=StageCounts)
+    request: AnalysisRequest
+    result: JobResult | None = None
+    error: JobError | None = None
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: JobStatus
+    status_url: str
+    events_url: str

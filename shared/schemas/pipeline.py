@@ -1,0 +1,149 @@
+"""Data that flows between the stages, and the counts each stage reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Level(StrEnum):
+    """Severity of one log entry, most severe first in `LEVEL_RANK`."""
+
+    FATAL = "fatal"
+    ERROR = "error"
+    WARN = "warn"
+    INFO = "info"
+    DEBUG = "debug"
+    UNKNOWN = "unknown"
+
+
+LEVEL_RANK: dict[Level, int] = {
+    Level.FATAL: 5,
+    Level.ERROR: 4,
+    Level.WARN: 3,
+    Level.UNKNOWN: 2,
+    Level.INFO: 1,
+    Level.DEBUG: 0,
+}
+
+
+# Hot path: dataclasses, not pydantic.
+
+
+@dataclass(slots=True)
+class RawLine:
+    """One log line as a source returned it."""
+
+    ts_ns: int
+    labels: dict[str, str]
+    line: str
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """Lines read from a log source for one job, oldest first."""
+
+    lines: list[RawLine]
+    query: str
+    seen: int = 0
+    kept: int = 0
+    dropped: int = 0
+    pages: int = 0
+
+
+@dataclass(slots=True)
+class Entry:
+    """One log event after flattening: multi-line events already joined."""
+
+    ts_ns: int
+    namespace: str
+    pod: str
+    container: str
+    node: str
+    level: Level
+    message: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class EvidenceItem(BaseModel):
+    """One mined template as the model sees it; `template_id` is what the answer cites."""
+
+    template_id: str
+    template: str
+    level: Level
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    pods: list[str]
+    containers: list[str]
+    examples: list[str]
+    score: float = 0.0
+
+
+class NormalizeResult(BaseModel):
+    evidence: list[EvidenceItem]
+    entries: int
+    templates: int
+    redactions: int
+
+
+# --- What each stage reports when it finishes ----------------------------------------------
+
+
+class StageCountsBase(BaseModel):
+    """Counts of one stage run; `summary()` is the one line people read about it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+
+class QueryCounts(StageCountsBase):
+    query: str
+    seen: int
+    kept: int
+    dropped: int
+    pages: int
+    redactions: int
+
+    def summary(self) -> str:
+        return (
+            f"read {self.kept:,} log lines ({self.seen:,} scanned), "
+            f"{self.redactions:,} secrets redacted"
+        )
+
+
+class FlattenCounts(StageCountsBase):
+    lines: int
+    entries: int
+
+    def summary(self) -> str:
+        return f"{self.entries:,} log events from {self.lines:,} lines"
+
+
+class NormalizeCounts(StageCountsBase):
+    entries: int
+    templates: int
+    redactions: int
+    evidence: int
+
+    def summary(self) -> str:
+        return f"{self.entries:,} log events mined into {self.templates:,} templates"
+
+
+class LlmCounts(StageCountsBase):
+    prompt_tokens: int | None
+    prompt_tokens_cached: int
+    tokens_generated: int
+    evidence: int
+    evidence_omitted: int
+
+    def summary(self) -> str:
+        return (
+            f"{self.tokens_generated:,} tokens from {self.prompt_tokens or 0:,} prompt tokens, "
+            f"{self.evidence} templates shown"
+        )
