@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,39 +16,48 @@ from shared.errors import (
     InvalidQueryError,
     JobNotFoundError,
     LogAnalyzerError,
-    PayloadTooLargeError,
     RateLimitedError,
     ServiceUnavailableError,
 )
 
+# HTTP status and extra headers of the errors the service raises on purpose, by class; a
+# subclass answers like its nearest listed ancestor, anything else is a 500.
+_STATUS: dict[type[LogAnalyzerError], int] = {
+    AuthenticationError: 401,
+    JobNotFoundError: 404,
+    RateLimitedError: 429,
+    ServiceUnavailableError: 503,
+}
+_HEADERS: dict[type[LogAnalyzerError], Callable[[Any], dict[str, str]]] = {
+    AuthenticationError: lambda _exc: {"WWW-Authenticate": "Bearer"},
+    RateLimitedError: lambda exc: {"Retry-After": str(exc.retry_after)},
+    ServiceUnavailableError: lambda _exc: {"Retry-After": "5"},
+}
+
+T = TypeVar("T")
+
+
+def by_class(table: Mapping[type[LogAnalyzerError], T], exc: LogAnalyzerError) -> T | None:
+    """The entry for the nearest class of `exc` (its own first) that `table` lists."""
+    return next((table[cls] for cls in type(exc).__mro__ if cls in table), None)
+
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LogAnalyzerError)
-    if isinstance(exc, InvalidQueryError):
-        loc = [exc.location, *exc.field.split(".")]
-        detail = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=422)
-    if isinstance(exc, AuthenticationError):
-        return JSONResponse(
-            {"detail": exc.message, "code": exc.code},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if isinstance(exc, RateLimitedError):
-        return JSONResponse(
-            {"detail": exc.message, "code": exc.code},
-            status_code=429,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    if isinstance(exc, PayloadTooLargeError):
-        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=413)
-    if isinstance(exc, JobNotFoundError):
-        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=404)
-    if isinstance(exc, ServiceUnavailableError):
-        return JSONResponse(
-            {"detail": exc.message, "code": exc.code}, status_code=503, headers={"Retry-After": "5"}
-        )
-    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=500)
+    headers = by_class(_HEADERS, exc)
+    return JSONResponse(
+        {"detail": exc.message, "code": exc.code},
+        status_code=by_class(_STATUS, exc) or 500,
+        headers=headers(exc) if headers else None,
+    )
+
+
+async def _invalid_field(request: Request, exc: Exception) -> JSONResponse:
+    # The same shape as FastAPI's own 422: `loc` names the field.
+    assert isinstance(exc, InvalidQueryError)
+    loc = [exc.location, *exc.field.split(".")]
+    detail = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -92,4 +102,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LogAnalyzerError, _handle)
+    app.add_exception_handler(InvalidQueryError, _invalid_field)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -5,6 +5,8 @@ Redis and this process's file descriptors; so the hub pattern-subscribes once to
 channel and hands each message to the local listeners of that job. Each listener has a bounded
 queue: a client too slow to drain it is marked overflowed and dropped (it can reconnect with
 Last-Event-ID and replay from the backlog), so it never stalls the reader or the others.
+A message it cannot decode is logged, counted and dropped, and whatever else goes wrong,
+the hub logs it and subscribes again: it never stops while the process runs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aredis
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from shared import redis_keys
@@ -52,6 +55,7 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
         self.reconnects = 0
+        self.bad_messages = 0
 
     @property
     def listener_count(self) -> int:
@@ -81,33 +85,47 @@ class EventHub:
                     del self._listeners[job_id]
 
     async def _run(self) -> None:
+        """Listen until cancelled; whatever goes wrong, log it, wait a little and listen again."""
         backoff = 0.1
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(redis_keys.EVENTS_CHANNEL_PATTERN)
-                self.subscribed.set()
-                backoff = 0.1
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    self._dispatch(message["channel"], message["data"])
+                await self._listen()
             except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                self.reconnects += 1
                 logger.warning("event hub lost Redis, reconnecting", extra={"error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), timeout=1.0)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            except Exception:  # noqa: BLE001 - the hub must never stop; streams fall back to polling meanwhile
+                logger.exception("event hub failed; restarting it")
+            self.subscribed.clear()
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.psubscribe(redis_keys.EVENTS_CHANNEL_PATTERN)
+            self.subscribed.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._dispatch(message["channel"], message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), timeout=1.0)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
     def _dispatch(self, channel: bytes | str, data: bytes | str) -> None:
         name = channel.decode() if isinstance(channel, bytes) else channel
         group = self._listeners.get(redis_keys.job_id_from_channel(name))
         if not group:
             return
-        event = decode_published(data)
+        try:
+            event = decode_published(data)
+        except (ValueError, ValidationError) as exc:
+            # Listeners fill the gap from the backlog on their next event or poll.
+            self.bad_messages += 1
+            logger.warning(
+                "event hub dropped a message it cannot decode",
+                extra={"channel": name, "error": str(exc)[:200]},
+            )
+            return
         for listener in tuple(group):
             listener.offer(event)

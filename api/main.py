@@ -21,6 +21,7 @@ from api.errors import install_error_handlers
 from api.hub import EventHub
 from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
+from api.producer import Producer
 from api.reaper import run_reaper
 from api.routes import analyze, health, jobs, metrics
 from shared import __version__, telemetry
@@ -29,12 +30,6 @@ from shared.settings import Settings, get_settings
 
 SERVICE_NAME = "log-analyzer-api"
 logger = logging.getLogger(__name__)
-
-
-def _celery_enqueue(settings: Settings) -> Callable[[str], None]:
-    from workers.pipeline import enqueue_pipeline
-
-    return lambda job_id: enqueue_pipeline(job_id, settings)
 
 
 async def check_eviction_policy(client: aredis.Redis) -> str | None:
@@ -71,7 +66,8 @@ def create_app(
         from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
         telemetry.instrument_clients()
-        CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]  # untyped upstream  # producer side: puts trace context in task headers
+        # The producer side: puts the trace context in the task headers.
+        CeleryInstrumentor().instrument()  # type: ignore[no-untyped-call]  # untyped upstream
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +92,7 @@ def create_app(
             redis=client,
             store=store,
             hub=hub,
-            enqueue=enqueue or _celery_enqueue(settings),
+            enqueue=enqueue or Producer(settings).enqueue,
             keys=KeyRing(settings.api_keys, settings.api_keys_file),
             streams=StreamLimiter(settings.max_streams_per_key),
         )

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from api.hub import EventHub, Listener
+from shared.errors import SlowClientError, StreamStoppedError
 from shared.job_store import AsyncJobStore
 from shared.schemas import Event, EventType
 
-
-class SlowClientError(Exception):
-    """Raised when a client fell so far behind that its live buffer overflowed."""
+SLOW_CLIENT = "client too slow; reconnect with Last-Event-ID"
+SHUTTING_DOWN = "this API process is stopping; reconnect with Last-Event-ID"
 
 
 class Stop(Protocol):
@@ -21,10 +21,6 @@ class Stop(Protocol):
     def is_set(self) -> bool: ...
 
     async def wait(self) -> object: ...
-
-
-class StreamStoppedError(Exception):
-    """Raised when the server is shutting down; the client should resume elsewhere."""
 
 
 async def _next_live(listener: Listener, poll_s: float, stop: Stop | None) -> Event | None:
@@ -47,7 +43,7 @@ async def _next_live(listener: Listener, poll_s: float, stop: Stop | None) -> Ev
     if getter in done:
         return getter.result()
     if stop is not None and stop.is_set():
-        raise StreamStoppedError()
+        raise StreamStoppedError(SHUTTING_DOWN)
     return None
 
 
@@ -76,9 +72,13 @@ async def job_events(
                 return
         while True:
             if listener.overflowed:
-                raise SlowClientError(job_id)
+                raise SlowClientError(
+                    "client too slow; reconnect with Last-Event-ID", job_id=job_id
+                )
             if stop is not None and stop.is_set():
-                raise StreamStoppedError()
+                raise StreamStoppedError(
+                    "this API process is stopping; reconnect with Last-Event-ID"
+                )
             event = await _next_live(listener, poll_s, stop)
             if event is None:
                 missed = await store.events_after(job_id, last)

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from api.deps import AppState
 from api.limits import check_submission, record_submission
-from shared import metrics, redis_keys
+from shared import metrics, queues, redis_keys
 from shared.errors import ServiceUnavailableError
 from shared.schemas import AnalysisRequest, JobError, JobStatus
 from shared.telemetry import log_context, tracer
@@ -77,7 +77,7 @@ async def _create_and_enqueue(
         async with state.redis.pipeline(transaction=False) as pipe:
             pipe.hincrbyfloat(
                 redis_keys.METRICS,
-                metrics.counter_field(metrics.JOBS_SUBMITTED, queue="interactive"),
+                metrics.counter_field(metrics.JOBS_SUBMITTED, queue=queues.INTERACTIVE),
                 1,
             )
             pipe.hincrbyfloat(

@@ -113,7 +113,18 @@ class RateLimitedError(LogAnalyzerError):
         self.retry_after = retry_after
 
 
-class PayloadTooLargeError(LogAnalyzerError):
-    """Raised when a request body is larger than MAX_BODY_BYTES (413)."""
+class StreamError(LogAnalyzerError):
+    """Raised inside an event stream that must end early; the client resumes with
+    Last-Event-ID (on this API process or another)."""
 
-    code = "payload_too_large"
+
+class SlowClientError(StreamError):
+    """Raised when a client fell so far behind that its live buffer overflowed."""
+
+    code = "slow_client"
+
+
+class StreamStoppedError(StreamError):
+    """Raised when this API process is shutting down while a stream is open."""
+
+    code = "server_shutdown"

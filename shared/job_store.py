@@ -14,15 +14,19 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 import redis.asyncio as aredis
+from pydantic import BaseModel
 
 from shared import metrics, redis_keys
 from shared.errors import JobNotFoundError
 from shared.schemas import (
+    TERMINAL_STATUSES,
     AnalysisRequest,
+    CancelledData,
+    DoneData,
     Event,
     EventType,
     JobError,
@@ -30,20 +34,25 @@ from shared.schemas import (
     JobStatus,
     JobView,
     Stage,
+    StageCounts,
 )
 
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# The terminal statuses, as the script receives them (space-separated) from Python.
+_TERMINAL_ARG = " ".join(status.value for status in TERMINAL_STATUSES)
 
 # KEYS: job hash, events stream.
-# ARGV: channel, maxlen, ttl, expected attempt ("" = any), n field pairs, fields..., events...
+# ARGV: channel, maxlen, ttl, expected attempt ("" = any), terminal statuses, n field pairs,
+#       fields..., events...
 # Returns the last seq written, 0 when refused (job terminal or stale attempt), -1 if no job.
 _COMMIT_LUA = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return 0 end
+for terminal in string.gmatch(ARGV[5], '%S+') do
+  if status == terminal then return 0 end
+end
 if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
-local nfields = tonumber(ARGV[5])
-local i = 6
+local nfields = tonumber(ARGV[6])
+local i = 7
 if nfields > 0 then
   local pairs = {}
   for j = 0, nfields * 2 - 1 do pairs[#pairs + 1] = ARGV[i + j] end
@@ -71,7 +80,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def encode_event(event_type: EventType, job_id: str, attempt: int, data: Mapping[str, Any]) -> str:
+def encode_event(event_type: EventType, job_id: str, attempt: int, data: BaseModel) -> str:
     """The JSON body of an event without its `seq` (the script assigns it)."""
     return json.dumps(
         {
@@ -79,7 +88,7 @@ def encode_event(event_type: EventType, job_id: str, attempt: int, data: Mapping
             "job_id": job_id,
             "attempt": attempt,
             "ts": time.time(),
-            "data": data,
+            "data": data.model_dump(mode="json"),
         },
         separators=(",", ":"),
     )
@@ -116,11 +125,13 @@ def job_view_from_hash(job_id: str, raw: Mapping[bytes | str, bytes | str]) -> J
     if not raw:
         raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
     fields = {_text(k): _text(v) for k, v in raw.items()}
-    counts = {
-        key.split(":", 1)[1]: json.loads(value)
-        for key, value in fields.items()
-        if key.startswith("counts:")
-    }
+    counts = StageCounts.model_validate(
+        {
+            key.split(":", 1)[1]: json.loads(value)
+            for key, value in fields.items()
+            if key.startswith("counts:")
+        }
+    )
     stage = fields.get("stage") or None
     return JobView(
         job_id=job_id,
@@ -163,14 +174,12 @@ def terminal_events(
     """The closing events of a job: `result`, `error` or `cancelled`, then `done`."""
     events = []
     if result is not None:
-        events.append(
-            encode_event(EventType.RESULT, job_id, attempt, result.model_dump(mode="json"))
-        )
+        events.append(encode_event(EventType.RESULT, job_id, attempt, result))
     if error is not None:
-        events.append(encode_event(EventType.ERROR, job_id, attempt, error.model_dump(mode="json")))
+        events.append(encode_event(EventType.ERROR, job_id, attempt, error))
     if status is JobStatus.CANCELLED:
-        events.append(encode_event(EventType.CANCELLED, job_id, attempt, {}))
-    events.append(encode_event(EventType.DONE, job_id, attempt, {"status": status.value}))
+        events.append(encode_event(EventType.CANCELLED, job_id, attempt, CancelledData()))
+    events.append(encode_event(EventType.DONE, job_id, attempt, DoneData(status=status)))
     return events
 
 
@@ -188,6 +197,7 @@ def _commit_args(
         maxlen,
         ttl,
         "" if attempt is None else str(attempt),
+        _TERMINAL_ARG,
         len(fields),
     ]
     for key, value in fields.items():
@@ -205,6 +215,16 @@ def _finished_field(status: JobStatus) -> str:
     return metrics.counter_field(metrics.JOBS_FINISHED, status=status.value)
 
 
+def queue_cleanup(
+    pipe: redis.client.Pipeline | aredis.client.Pipeline, job_id: str, status: JobStatus
+) -> None:
+    """What follows a job's terminal transition (queued on a pipeline): its stage data goes,
+    the reaper stops watching it, and the finished counter goes up."""
+    pipe.delete(*stage_data_keys(job_id))
+    pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
+    pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+
+
 def compress(payload: Any) -> bytes:
     return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 3)
 
@@ -213,14 +233,22 @@ def decompress(blob: bytes) -> Any:
     return json.loads(zlib.decompress(blob))
 
 
-class JobStore:
-    """Synchronous access for workers."""
+Client = TypeVar("Client", redis.Redis, aredis.Redis)
 
-    def __init__(self, client: redis.Redis, *, ttl_s: int, backlog_max: int):
-        self.redis = client
+
+class _Store(Generic[Client]):
+    """A Redis client, the record's TTL and backlog cap, and the commit script."""
+
+    def __init__(self, client: Client, *, ttl_s: int, backlog_max: int):
+        self.redis: Client = client
         self.ttl_s = ttl_s
         self.backlog_max = backlog_max
-        self._commit = client.register_script(_COMMIT_LUA)
+        # A Script or an AsyncScript, called the same way (awaited on the async side).
+        self._commit: Any = client.register_script(_COMMIT_LUA)
+
+
+class JobStore(_Store[redis.Redis]):
+    """Synchronous access for workers."""
 
     def commit(
         self,
@@ -253,10 +281,6 @@ class JobStore:
         value = self.redis.hget(redis_keys.job(job_id), "status")
         return JobStatus(_text(value)) if value else None
 
-    def cancel_requested(self, job_id: str) -> bool:
-        value = self.redis.hget(redis_keys.job(job_id), "status")
-        return value is None or _text(value) in TERMINAL_STATUSES
-
     def put_stage_data(self, job_id: str, stage: Stage, payload: Any) -> None:
         self.redis.set(redis_keys.stage_data(job_id, stage), compress(payload), ex=self.ttl_s)
 
@@ -285,21 +309,13 @@ class JobStore:
         )
         if written > 0:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.delete(*stage_data_keys(job_id))
-                pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
-                pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+                queue_cleanup(pipe, job_id, status)
                 pipe.execute()
         return written > 0
 
 
-class AsyncJobStore:
+class AsyncJobStore(_Store[aredis.Redis]):
     """Asynchronous access for the API."""
-
-    def __init__(self, client: aredis.Redis, *, ttl_s: int, backlog_max: int):
-        self.redis = client
-        self.ttl_s = ttl_s
-        self.backlog_max = backlog_max
-        self._commit = client.register_script(_COMMIT_LUA)
 
     async def create(self, job_id: str, request: AnalysisRequest, *, traceparent: str = "") -> None:
         key = redis_keys.job(job_id)
@@ -325,9 +341,6 @@ class AsyncJobStore:
         value = await self.redis.hget(redis_keys.job(job_id), "traceparent")
         return _text(value) if value else ""
 
-    async def exists(self, job_id: str) -> bool:
-        return bool(await self.redis.exists(redis_keys.job(job_id)))
-
     async def events_after(self, job_id: str, seq: int, *, until: int | None = None) -> list[Event]:
         """Backlog events with `seq` greater than the given one (and at most `until`)."""
         upper = "+" if until is None else f"0-{until}"
@@ -349,8 +362,6 @@ class AsyncJobStore:
         written = int(await self._commit(keys=keys, args=args))
         if written > 0:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.delete(*stage_data_keys(job_id))
-                pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
-                pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
+                queue_cleanup(pipe, job_id, status)
                 await pipe.execute()
         return written > 0

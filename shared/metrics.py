@@ -3,8 +3,8 @@
 Workers are many short-lived processes (prefork children, several pods), so they do not
 serve metrics themselves: they add their observations to one Redis hash, and the API reads
 that hash at scrape time. One scrape target sees every worker, a recycled child loses
-nothing, and Prometheus needs no per-pod discovery for workers. API-side metrics live in
-the API process's own registry.
+nothing, and Prometheus needs no per-pod discovery for workers. The API adds its own
+per-process gauges and counters (open streams, dropped pub/sub messages) at scrape time.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ LLM_PROMPT_TOKENS_CACHED = "log_analyzer_llm_prompt_tokens_cached"
 LLM_TOKENS_PER_SECOND = "log_analyzer_llm_tokens_per_second"
 LOKI_LINES = "log_analyzer_loki_lines_scanned"
 SSE_STREAMS = "log_analyzer_sse_streams_active"
+HUB_BAD_MESSAGES = "log_analyzer_sse_undecodable_messages"
 STAGE_FAILURES = "log_analyzer_stage_failures"
 
 COUNTERS: dict[str, str] = {
@@ -139,6 +140,14 @@ def collect_shared(raw: Mapping[bytes | str, bytes | str]) -> Iterator[Metric]:
 def sse_streams_family(active: int) -> GaugeMetricFamily:
     family = GaugeMetricFamily(SSE_STREAMS, "SSE and text streams open on this API process.")
     family.add_metric([], active)
+    return family
+
+
+def hub_bad_messages_family(count: int) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        HUB_BAD_MESSAGES, "Pub/sub messages this API process could not decode and dropped."
+    )
+    family.add_metric([], count)
     return family
 
 

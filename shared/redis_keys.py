@@ -4,14 +4,9 @@ from __future__ import annotations
 
 PREFIX = "la"
 
-# Celery queue names: on the Redis broker each queue is a list under exactly this key.
-INTERACTIVE_QUEUE = "interactive"
-BACKFILL_QUEUE = "backfill"
-
 EVENTS_CHANNEL_PATTERN = f"{PREFIX}:events:*"
 WORKER_HEARTBEAT_PATTERN = f"{PREFIX}:worker:*"
 LLM_SLOTS = f"{PREFIX}:llm:slots"
-LLM_PROPS_CACHE = f"{PREFIX}:llm:props"
 
 
 def job(job_id: str) -> str:
@@ -40,10 +35,6 @@ def stage_data(job_id: str, stage: str) -> str:
 
 def worker_heartbeat(hostname: str) -> str:
     return f"{PREFIX}:worker:{hostname}"
-
-
-def tokenize_cache(digest: str) -> str:
-    return f"{PREFIX}:tok:{digest}"
 
 
 METRICS = f"{PREFIX}:metrics"

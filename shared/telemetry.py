@@ -1,9 +1,10 @@
 """Tracing (OTLP → Tempo) and JSON logging, set up once per process.
 
-The API calls `setup_process("log-analyzer-api")` at start-up; each Celery worker child calls
-`setup_process("log-analyzer-worker")` in `worker_process_init` (never in the prefork parent:
-the batch exporter's thread and gRPC channels do not survive fork) and `shutdown_tracing()`
-in `worker_process_shutdown`, so a child that exits still exports its spans.
+The API calls `setup_logging` and `setup_tracing("log-analyzer-api", ...)` when it builds its
+app; each Celery worker child calls `setup_tracing("log-analyzer-worker", ...)` in
+`worker_process_init` (never in the prefork parent: the batch exporter's thread and gRPC
+channels do not survive fork) and `shutdown_tracing()` in `worker_process_shutdown`, so a
+child that exits still exports its spans.
 """
 
 from __future__ import annotations

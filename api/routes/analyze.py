@@ -15,9 +15,20 @@ from redis.exceptions import RedisError
 from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
-from api.streaming import SlowClientError, job_events
+from api.streaming import job_events
 from api.submit import submit_job
-from shared.schemas import AnalysisRequest, Event, EventType, Stage
+from shared.errors import StreamError
+from shared.schemas import (
+    AnalysisRequest,
+    CancelledData,
+    Event,
+    JobError,
+    RetryData,
+    Stage,
+    StageEventData,
+    TokenData,
+    event_data,
+)
 from shared.validation import validate_request
 
 router = APIRouter(tags=["legacy"], responses=ERROR_RESPONSES)
@@ -25,26 +36,19 @@ router = APIRouter(tags=["legacy"], responses=ERROR_RESPONSES)
 
 def render_text(event: Event) -> str:
     """The plain-text rendering of one event ('' for events the text stream leaves out)."""
-    data = event.data
-    if event.type is EventType.TOKEN:
-        return str(data.get("text", ""))
-    if event.type is EventType.STAGE and data.get("state") == "finished":
-        counts = data.get("counts", {})
-        if data.get("stage") == Stage.NORMALIZE.value:
-            return (
-                f"Summary: {counts.get('entries', 0)} log events mined into "
-                f"{counts.get('templates', 0)} templates.\n\n"
-            )
-        if data.get("stage") == Stage.QUERY_LOKI.value:
-            return (
-                f"Read {counts.get('kept', 0)} log lines ({counts.get('seen', 0)} scanned, "
-                f"{counts.get('redactions', 0)} secrets redacted).\n"
-            )
-    if event.type is EventType.RETRY:
+    data = event_data(event)
+    if isinstance(data, TokenData):
+        return data.text
+    if isinstance(data, StageEventData) and data.counts is not None:
+        if data.stage is Stage.QUERY_LOKI:
+            return f"{data.counts.summary().capitalize()}.\n"
+        if data.stage is Stage.NORMALIZE:
+            return f"Summary: {data.counts.summary()}.\n\n"
+    if isinstance(data, RetryData):
         return "\n\n[the model call was retried; the answer restarts below]\n\n"
-    if event.type is EventType.ERROR:
-        return f"\nERROR [{data.get('code')}]: {data.get('message')}\n"
-    if event.type is EventType.CANCELLED:
+    if isinstance(data, JobError):
+        return f"\nERROR [{data.code}]: {data.message}\n"
+    if isinstance(data, CancelledData):
         return "\n[cancelled]\n"
     return ""
 
@@ -73,8 +77,8 @@ async def analyze_stream(
                 chunk = render_text(event)
                 if chunk:
                     yield chunk
-        except SlowClientError:
-            yield "\nERROR [slow_client]: client too slow\n"
+        except StreamError as exc:
+            yield f"\nERROR [{exc.code}]: {exc.message}\n"
         except (RedisError, OSError):
             yield f"\nERROR [stream_interrupted]: follow /v1/jobs/{job_id}/events to resume\n"
         finally:

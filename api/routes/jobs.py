@@ -16,9 +16,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
-from api.streaming import SlowClientError, StreamStoppedError, job_events
+from api.streaming import job_events
 from api.submit import submit_job
-from shared.errors import InvalidQueryError
+from shared.errors import InvalidQueryError, StreamError
 from shared.schemas import AnalysisRequest, EventType, JobAccepted, JobStatus, JobView
 from shared.telemetry import tracer
 from shared.validation import validate_request
@@ -158,12 +158,8 @@ async def stream_job_events(
                     yield ServerSentEvent(
                         data=event.to_json(), event=event.type.value, id=str(event.seq)
                     )
-        except SlowClientError:
-            yield stream_error("slow_client", "client too slow; reconnect with Last-Event-ID")
-        except StreamStoppedError:
-            yield stream_error(
-                "server_shutdown", "this API process is stopping; reconnect with Last-Event-ID"
-            )
+        except StreamError as exc:
+            yield stream_error(exc.code, exc.message)
         except (RedisError, OSError):
             yield stream_error(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"

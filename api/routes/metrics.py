@@ -10,7 +10,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from api.deps import StateDep
-from shared import metrics, redis_keys
+from shared import metrics, queues, redis_keys
 
 router = APIRouter(tags=["observability"])
 
@@ -27,10 +27,7 @@ class _Snapshot(Collector):
 async def prometheus_metrics(state: StateDep) -> Response:
     """Shared worker/API counters and histograms, queue depths and open streams."""
     raw = await state.redis.hgetall(redis_keys.METRICS)
-    depths = {
-        queue: int(await state.redis.llen(queue))
-        for queue in (redis_keys.INTERACTIVE_QUEUE, redis_keys.BACKFILL_QUEUE)
-    }
+    depths = {queue: int(await state.redis.llen(queue)) for queue in queues.QUEUES}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         _Snapshot(
@@ -38,6 +35,7 @@ async def prometheus_metrics(state: StateDep) -> Response:
                 *metrics.collect_shared(raw),
                 metrics.queue_depth_family(depths),
                 metrics.sse_streams_family(state.hub.listener_count),
+                metrics.hub_bad_messages_family(state.hub.bad_messages),
             ]
         )
     )

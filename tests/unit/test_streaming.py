@@ -6,10 +6,13 @@ import asyncio
 import time
 from typing import Any
 
+import fakeredis
 import pytest
 
 from api.hub import EventHub
-from api.streaming import SlowClientError, StreamStoppedError, job_events
+from api.streaming import job_events
+from shared import redis_keys
+from shared.errors import SlowClientError, StreamStoppedError
 from shared.schemas import Event, EventType
 
 
@@ -99,7 +102,7 @@ def test_slow_client_is_dropped_not_blocking() -> None:
         hub = make_hub(buffer=3)
         store = FakeStore([])
         gen = job_events("j", 0, store, hub, poll_s=5)  # type: ignore[arg-type]
-        first = asyncio.create_task(gen.__anext__())
+        first: asyncio.Task[Event] = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.01)
         for seq in range(1, 10):  # the reader never blocks, whatever the client does
             publish(hub, ev(seq))
@@ -118,10 +121,68 @@ def test_shutdown_ends_a_waiting_stream_at_once() -> None:
         stop = asyncio.Event()
         gen = job_events("j", 0, FakeStore([ev(1)]), hub, poll_s=30, stop=stop)  # type: ignore[arg-type]
         assert (await gen.__anext__()).seq == 1
-        waiting = asyncio.create_task(gen.__anext__())
+        waiting: asyncio.Task[Event] = asyncio.ensure_future(gen.__anext__())
         await asyncio.sleep(0.01)
         stop.set()
         with pytest.raises(StreamStoppedError):
             await asyncio.wait_for(waiting, 1)
 
     asyncio.run(scenario())
+
+
+# --- The hub on a (fake) Redis: it survives what it cannot decode, and its own failures -------
+
+
+async def started_hub() -> tuple[EventHub, Any]:
+    client = fakeredis.FakeAsyncRedis()
+    hub = EventHub(client, buffer=10)
+    await hub.start()
+    await asyncio.wait_for(hub.subscribed.wait(), 5)
+    return hub, client
+
+
+def published(event: Event) -> str:
+    return f"{event.seq}|{event.model_dump_json(exclude={'seq'})}"
+
+
+def test_hub_drops_and_counts_a_message_it_cannot_decode_and_goes_on() -> None:
+    async def scenario() -> tuple[list[int], int, bool]:
+        hub, client = await started_hub()
+        async with hub.listen("j") as listener:
+            await client.publish(redis_keys.events_channel("j"), "not|an event")
+            await client.publish(redis_keys.events_channel("j"), "garbage")
+            await client.publish(redis_keys.events_channel("j"), published(ev(1)))
+            event = await asyncio.wait_for(listener.queue.get(), 5)
+        alive = hub._task is not None and not hub._task.done()
+        await hub.stop()
+        return [event.seq], hub.bad_messages, alive
+
+    seqs, bad, alive = asyncio.run(scenario())
+    assert seqs == [1] and bad == 2 and alive
+
+
+def test_hub_restarts_after_an_unexpected_error() -> None:
+    async def scenario() -> tuple[int, int]:
+        hub, client = await started_hub()
+        original = hub._dispatch
+        failures = iter([RuntimeError("a bug in dispatch")])
+
+        def flaky(channel: bytes | str, data: bytes | str) -> None:
+            error = next(failures, None)
+            if error is not None:
+                raise error
+            original(channel, data)
+
+        hub._dispatch = flaky  # type: ignore[method-assign]
+        async with hub.listen("j") as listener:
+            await client.publish(redis_keys.events_channel("j"), published(ev(1)))
+            await asyncio.sleep(0.05)
+            await asyncio.wait_for(hub.subscribed.wait(), 5)
+            await asyncio.sleep(0.05)
+            await client.publish(redis_keys.events_channel("j"), published(ev(2)))
+            event = await asyncio.wait_for(listener.queue.get(), 5)
+        await hub.stop()
+        return event.seq, hub.reconnects
+
+    seq, reconnects = asyncio.run(scenario())
+    assert seq == 2 and reconnects == 1
