@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared.job_store import JobStore
+from shared.retry import RetryPolicy
 from shared.settings import Settings, get_settings
-from workers.llm_client import LlamaClient
+from workers.llm.client import LlamaClient
+from workers.sources import LogSource
+from workers.sources.files import FileSource
+from workers.sources.loki import LokiSource
 
 _redis: redis.Redis | None = None
 _http: httpx.Client | None = None
@@ -72,3 +78,17 @@ def llama_client() -> LlamaClient:
             cache_prompt=cfg.llm_cache_prompt,
         )
     return _llama
+
+
+def log_source() -> LogSource:
+    """Loki, or the pod log files of this node (LOG_SOURCE)."""
+    cfg = settings()
+    if cfg.log_source == "files":
+        return FileSource(Path(cfg.log_files_root), node_name=cfg.node_name or None)
+    return LokiSource(
+        http_client(),
+        cfg.loki_url,
+        page_size=cfg.loki_page_size,
+        retry=RetryPolicy(attempts=cfg.loki_max_retries, base_s=0.5, cap_s=30.0),
+        timeout_s=cfg.loki_timeout_s,
+    )

@@ -1,10 +1,15 @@
-"""Compact, JSON-safe encodings of stage outputs stored in Redis between stages."""
+"""Stage outputs in Redis between stages: compact, JSON-safe encodings, saved and loaded.
+
+Each stage's output is one compressed value under `redis_keys.stage_data`; it expires with
+the job and is deleted when the job ends.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared.schemas import Entry, FetchResult, Level, RawLine
+from shared.job_store import JobStore
+from shared.schemas import Entry, FetchResult, Level, NormalizeResult, RawLine, Stage
 
 
 def encode_fetch(result: FetchResult) -> dict[str, Any]:
@@ -47,3 +52,27 @@ def decode_entries(rows: list[list[Any]]) -> list[Entry]:
         Entry(ts, ns, pod, container, node, Level(level), message, fields)
         for ts, ns, pod, container, node, level, message, fields in rows
     ]
+
+
+def save_lines(store: JobStore, job_id: str, result: FetchResult) -> None:
+    store.put_stage_data(job_id, Stage.QUERY_LOKI, encode_fetch(result))
+
+
+def load_lines(store: JobStore, job_id: str) -> list[RawLine]:
+    return decode_fetch(store.get_stage_data(job_id, Stage.QUERY_LOKI))
+
+
+def save_entries(store: JobStore, job_id: str, entries: list[Entry]) -> None:
+    store.put_stage_data(job_id, Stage.FLATTEN, encode_entries(entries))
+
+
+def load_entries(store: JobStore, job_id: str) -> list[Entry]:
+    return decode_entries(store.get_stage_data(job_id, Stage.FLATTEN))
+
+
+def save_evidence(store: JobStore, job_id: str, result: NormalizeResult) -> None:
+    store.put_stage_data(job_id, Stage.NORMALIZE, result.model_dump(mode="json"))
+
+
+def load_evidence(store: JobStore, job_id: str) -> NormalizeResult:
+    return NormalizeResult.model_validate(store.get_stage_data(job_id, Stage.NORMALIZE))

@@ -6,13 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.schemas import LEVEL_RANK, Entry, EvidenceItem, Level, NormalizeResult
-from workers.ranking import TemplateStats, rank
-from workers.redact import redact
-from workers.templates import TemplateMiner
+from shared.schemas import (
+    LEVEL_RANK,
+    Entry,
+    EvidenceItem,
+    Level,
+    NormalizeCounts,
+    NormalizeResult,
+)
+from workers.evidence.ranking import TemplateStats, rank
+from workers.evidence.redact import redact
+from workers.evidence.templates import TemplateMiner
 
 MAX_NAMES = 10  # pods / containers listed per template
-MAX_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
+STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
 MAX_MINED_CHARS = 1000  # the miner sees the first line of a message, at most this long
 TIME_BINS = 32  # the window is cut into this many bins to measure burstiness
 
@@ -43,9 +50,9 @@ def _mined_text(message: str) -> str:
 
 
 def _example(message: str) -> str:
-    if len(message) <= MAX_EXAMPLE_CHARS:
+    if len(message) <= STORED_EXAMPLE_CHARS:
         return message
-    return message[: MAX_EXAMPLE_CHARS - 1] + "…"
+    return message[: STORED_EXAMPLE_CHARS - 1] + "…"
 
 
 def normalize(
@@ -124,3 +131,18 @@ def normalize(
     return NormalizeResult(
         evidence=evidence, entries=len(entries), templates=len(accs), redactions=redactions
     )
+
+
+def run(entries: Sequence[Entry], *, limit: int) -> tuple[NormalizeResult, NormalizeCounts]:
+    """The normalize stage: evidence for a request that shows the model `limit` templates.
+
+    More evidence than `limit` is kept (at least 50): the prompt drops what does not fit.
+    """
+    result = normalize(entries, max_evidence=max(limit, 50))
+    counts = NormalizeCounts(
+        entries=result.entries,
+        templates=result.templates,
+        redactions=result.redactions,
+        evidence=len(result.evidence),
+    )
+    return result, counts

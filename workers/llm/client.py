@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from shared.errors import ContextOverflowError, LlmError, LlmRejectedError, LlmTimeoutError
+from shared.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,6 @@ def parse_error_body(status: int, body: str) -> LlmError | LlmRejectedError:
     return LlmError(f"LLM server answered {status}: {message}")
 
 
-def backoff_s(attempt: int, base: float = 0.25, cap: float = 5.0) -> float:
-    """Exponential backoff with full jitter."""
-    return float(random.uniform(0, min(cap, base * 2**attempt)))
-
-
 def _chunk_content(chunk: dict[str, Any]) -> tuple[str, str | None]:
     choices = chunk.get("choices") or []
     if not choices:
@@ -78,6 +73,11 @@ def _chunk_content(chunk: dict[str, Any]) -> tuple[str, str | None]:
     choice = choices[0]
     delta = choice.get("delta") or {}
     return delta.get("content") or "", choice.get("finish_reason")
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """An LLM failure worth another try: anything but a rejection of the request itself."""
+    return type(exc) is LlmError or isinstance(exc, LlmTimeoutError)
 
 
 _END = object()
@@ -105,8 +105,9 @@ class LlamaClient:
         self.connect_timeout_s = connect_timeout_s
         self.first_token_timeout_s = first_token_timeout_s
         self.idle_timeout_s = idle_timeout_s
-        self.loading_wait_s = loading_wait_s
-        self.max_retries = max_retries
+        self.retry = RetryPolicy(
+            attempts=max_retries, base_s=0.25, cap_s=5.0, keep_trying_s=loading_wait_s
+        )
         self.cache_prompt = cache_prompt
         self._token_cache: dict[str, int] = {}
         self._props: ServerProps | None = None
@@ -117,9 +118,8 @@ class LlamaClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A plain request that waits while the server loads its model and retries 5xx."""
-        deadline = time.monotonic() + self.loading_wait_s
-        attempt = 0
-        while True:
+
+        def once() -> httpx.Response:
             try:
                 response = self.http.request(
                     method,
@@ -128,17 +128,14 @@ class LlamaClient:
                     **kwargs,
                 )
             except httpx.TransportError as exc:
-                error: LlmError | LlmRejectedError = LlmError(f"LLM server unreachable: {exc!r}")
-            else:
-                if response.status_code < 400:
-                    return response
-                error = parse_error_body(response.status_code, response.text)
-                if type(error) is not LlmError:  # a rejection: retrying will not help
-                    raise error
-            attempt += 1
-            if time.monotonic() >= deadline and attempt > self.max_retries:
-                raise error
-            time.sleep(backoff_s(attempt))
+                raise LlmError(f"LLM server unreachable: {exc!r}") from None
+            if response.status_code >= 400:
+                raise parse_error_body(response.status_code, response.text)
+            return response
+
+        # Anything but a rejection may pass (a restart, the model loading): keep trying
+        # for LLM_LOADING_WAIT_S.
+        return self.retry.call(once, retry_if=_may_pass, what=f"LLM {method} {path}")
 
     def props(self, max_age_s: float = 30.0) -> ServerProps:
         """Per-request context size and slot count from `GET /props` (cached briefly)."""
@@ -186,21 +183,14 @@ class LlamaClient:
             "stream_options": {"include_usage": True},
             "cache_prompt": self.cache_prompt,
         }
-        deadline = time.monotonic() + self.loading_wait_s
-        attempt = 0
-        while True:
-            try:
-                return self._stream_once(body, on_token, should_stop)
-            except StreamBrokenError:
-                raise
-            except (ContextOverflowError, LlmRejectedError):
-                raise
-            except LlmError as exc:
-                attempt += 1
-                loading = "Loading model" in exc.message and time.monotonic() < deadline
-                if attempt > self.max_retries and not loading:
-                    raise
-                time.sleep(backoff_s(attempt))
+        # Only a failure before the first token is retried here (StreamBrokenError is the
+        # caller's); past LLM_MAX_RETRIES, only while the model is still loading.
+        return self.retry.call(
+            lambda: self._stream_once(body, on_token, should_stop),
+            retry_if=lambda exc: _may_pass(exc) and not isinstance(exc, StreamBrokenError),
+            patient=lambda exc: "Loading model" in str(exc),
+            what="LLM chat completion",
+        )
 
     def _stream_once(
         self, body: dict[str, Any], on_token: Callable[[str], bool], should_stop: Callable[[], bool]

@@ -21,18 +21,21 @@ alone; the reader then moves one nanosecond on and logs a warning.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import httpx
 
 from shared.errors import LokiError, LokiRejectedError
+from shared.logql import build_query
+from shared.retry import RetryPolicy, parse_retry_after
 from shared.schemas import FetchResult, RawLine
+from workers.sources import Window
 
-__all__ = ["MAX_PAGE_SIZE", "compute_backoff", "fetch_range", "parse_retry_after"]
+__all__ = ["MAX_PAGE_SIZE", "LokiSource", "fetch_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,37 +43,10 @@ MAX_PAGE_SIZE: Final = 5000  # Loki's default max_entries_limit_per_query
 QUERY_RANGE_PATH: Final = "/loki/api/v1/query_range"
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _RETRY_EXCEPTIONS: Final = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+DEFAULT_RETRY: Final = RetryPolicy(attempts=4, base_s=0.5, cap_s=30.0)
 
 LabelKey = tuple[tuple[str, str], ...]
 EntryKey = tuple[int, LabelKey, str]
-
-
-def compute_backoff(attempt: int, base: float, cap: float, *, jitter: float | None = None) -> float:
-    """Seconds to wait before retry `attempt` (0 for the first retry).
-
-    Exponential with "equal jitter": half of ``min(cap, base * 2**attempt)`` is fixed, the other
-    half is scaled by `jitter` in [0, 1) (random when None), so retries from many workers spread
-    out but never collapse to zero. Pure when `jitter` is given.
-    """
-    ceiling = min(cap, base * 2.0 ** min(max(attempt, 0), 32))
-    fraction = random.random() if jitter is None else min(max(jitter, 0.0), 1.0)
-    return ceiling / 2 + ceiling / 2 * fraction
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a `Retry-After` header asks for (delta-seconds or HTTP-date), None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def fetch_range(
@@ -82,17 +58,15 @@ def fetch_range(
     *,
     scan_limit: int,
     page_size: int = MAX_PAGE_SIZE,
-    max_retries: int = 4,
+    retry: RetryPolicy = DEFAULT_RETRY,
     timeout_s: float = 30,
     on_page: Callable[[int, int], None] | None = None,
-    backoff_base_s: float = 0.5,
-    backoff_cap_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> FetchResult:
     """Read up to `scan_limit` entries of `query` in ``[start_ns, end_ns)``, oldest first.
 
     `on_page(pages, kept)` is called after every page. Retries 429, 5xx, connection errors
-    and timeouts `max_retries` times with `compute_backoff` (or `Retry-After`), then raises
+    and timeouts as `retry` says (a `Retry-After` wins over the backoff), then raises
     LokiError; a 400 raises LokiRejectedError with Loki's own text.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -116,16 +90,16 @@ def fetch_range(
             "limit": str(limit),
             "direction": "forward",
         }
-        payload = _get_json(
-            client,
-            url,
-            params,
-            max_retries=max_retries,
-            timeout_s=timeout_s,
-            backoff_base_s=backoff_base_s,
-            backoff_cap_s=backoff_cap_s,
-            sleep=sleep,
-        )
+        try:
+            payload = retry.call(
+                partial(_get_json, client, url, params, timeout_s, retry.cap_s),
+                retry_if=_retryable,
+                what="Loki query_range",
+                sleep=sleep,
+            )
+        except _LokiRetryable as exc:
+            attempts = retry.attempts + 1
+            raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
         entries = _parse_streams(payload)
         result.pages += 1
         result.seen += len(entries)
@@ -185,55 +159,64 @@ def _parse_streams(payload: Any) -> list[tuple[EntryKey, dict[str, str]]]:
     return entries
 
 
+class _LokiRetryable(LokiError):
+    """A failure worth another try (429, 5xx, timeouts); `retry_after` as Loki asked."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _LokiRetryable)
+
+
 def _get_json(
-    client: httpx.Client,
-    url: str,
-    params: dict[str, str],
-    *,
-    max_retries: int,
-    timeout_s: float,
-    backoff_base_s: float,
-    backoff_cap_s: float,
-    sleep: Callable[[float], None],
+    client: httpx.Client, url: str, params: dict[str, str], timeout_s: float, max_wait_s: float
 ) -> Any:
-    """GET `url` with retries; the decoded JSON body of the first 200."""
-    attempt = 0
-    while True:
-        retry_after: float | None = None
+    """GET `url`: the decoded JSON of a 200; _LokiRetryable for what may pass."""
+    try:
+        response = client.get(url, params=params, timeout=timeout_s)
+    except _RETRY_EXCEPTIONS as exc:
+        raise _LokiRetryable(f"Loki unreachable: {exc.__class__.__name__}: {exc}") from None
+    status = response.status_code
+    if status == 200:
         try:
-            response = client.get(url, params=params, timeout=timeout_s)
-        except _RETRY_EXCEPTIONS as exc:
-            problem = f"{exc.__class__.__name__}: {exc}"
-        else:
-            status = response.status_code
-            if status == 200:
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise LokiError(f"Loki returned invalid JSON: {exc}") from None
-            if status not in _RETRY_STATUSES:
-                text = response.text.strip()
-                if status == 400:
-                    raise LokiRejectedError(text or "Loki rejected the query (400)")
-                raise LokiRejectedError(f"Loki answered {status}: {text[:500]}")
-            problem = f"HTTP {status}: {response.text.strip()[:200]}"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if attempt >= max_retries:
-            raise LokiError(f"Loki failed after {attempt + 1} attempts; last error: {problem}")
-        if retry_after is not None and retry_after > backoff_cap_s:
-            # Don't hold a worker that long: fail now, the task-level retry waits instead.
-            raise LokiError(f"Loki asked to retry after {retry_after:.0f}s; last error: {problem}")
-        delay = (
-            retry_after
-            if retry_after is not None
-            else compute_backoff(attempt, backoff_base_s, backoff_cap_s)
+            return response.json()
+        except ValueError as exc:
+            raise LokiError(f"Loki returned invalid JSON: {exc}") from None
+    text = response.text.strip()
+    if status not in _RETRY_STATUSES:
+        if status == 400:
+            raise LokiRejectedError(text or "Loki rejected the query (400)")
+        raise LokiRejectedError(f"Loki answered {status}: {text[:500]}")
+    problem = f"HTTP {status}: {text[:200]}"
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if retry_after is not None and retry_after > max_wait_s:
+        # Don't hold a worker that long: fail now and say why.
+        raise LokiError(f"Loki asked to retry after {retry_after:.0f}s; last error: {problem}")
+    raise _LokiRetryable(problem, retry_after)
+
+
+@dataclass(frozen=True)
+class LokiSource:
+    """A log source backed by Loki's `query_range` (see `fetch_range`)."""
+
+    client: httpx.Client
+    base_url: str
+    page_size: int = MAX_PAGE_SIZE
+    retry: RetryPolicy = DEFAULT_RETRY
+    timeout_s: float = 30.0
+
+    def read(self, window: Window, *, scan_limit: int) -> FetchResult:
+        return fetch_range(
+            self.client,
+            self.base_url,
+            build_query(window.filters, window.log_filter),
+            window.start_ns,
+            window.end_ns,
+            scan_limit=scan_limit,
+            page_size=self.page_size,
+            retry=self.retry,
+            timeout_s=self.timeout_s,
         )
-        logger.warning(
-            "Loki request failed (%s); retry %d/%d in %.2fs",
-            problem,
-            attempt + 1,
-            max_retries,
-            delay,
-        )
-        sleep(delay)
-        attempt += 1

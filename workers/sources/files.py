@@ -39,8 +39,9 @@ from typing import Final
 
 from shared.logql import LogFilter, build_query, compile_re2, validate_filters
 from shared.schemas import FetchResult, Filters, RawLine
+from workers.sources import Window
 
-__all__ = ["parse_rfc3339_ns", "read_files"]
+__all__ = ["FileSource", "parse_rfc3339_ns", "read_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -261,3 +262,22 @@ def _plain_file(
         if parsed is not None:
             ts = parsed
         yield ts, labels, line
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A log source backed by kubelet-layout files under `root` (see `read_files`)."""
+
+    root: Path
+    node_name: str | None = None
+
+    def read(self, window: Window, *, scan_limit: int) -> FetchResult:
+        return read_files(
+            self.root,
+            window.filters,
+            window.log_filter,
+            window.start_ns,
+            window.end_ns,
+            scan_limit=scan_limit,
+            node_name=self.node_name,
+        )

@@ -11,7 +11,7 @@ from shared.errors import ContextOverflowError
 from shared.schemas import EvidenceItem
 
 SYSTEM_PROMPT_PATH = Path(__file__).parent / "prompts" / "system.md"
-MAX_EXAMPLE_CHARS = 300
+PROMPT_EXAMPLE_CHARS = 300
 MAX_TEMPLATE_CHARS = 400
 TEMPLATE_MARGIN_TOKENS = 16
 
@@ -34,7 +34,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def render_item(
-    item: EvidenceItem, *, examples: int = 3, example_chars: int = MAX_EXAMPLE_CHARS
+    item: EvidenceItem, *, examples: int = 3, example_chars: int = PROMPT_EXAMPLE_CHARS
 ) -> str:
     """One evidence block as the model sees it."""
     pods = ", ".join(item.pods[:5]) + (

@@ -1,16 +1,21 @@
-"""Stage 4: fit the evidence into the model's context and stream its answer."""
+"""Stage 4: fit the evidence into the model's context and stream its answer.
+
+The model is reached through a `LlamaClient` and the answer leaves through a `TokenSink`;
+both are given, so this module holds no Redis or Celery code.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from shared.errors import ContextOverflowError, JobCancelledError
-from shared.schemas import AnalysisRequest, JobResult, LlmTimings, NormalizeResult
-from workers.llm_client import LlamaClient, StreamBrokenError
-from workers.prompt import Prompt, build_prompt
+from shared.schemas import AnalysisRequest, JobResult, LlmCounts, LlmTimings, NormalizeResult
+from workers.llm.client import LlamaClient, StreamBrokenError
+from workers.llm.prompt import Prompt, build_prompt
 
 
 class TokenSink(Protocol):
@@ -131,3 +136,42 @@ def analyze(
         time_to_first_token_s=completion.ttft_s,
         timings=timings,
     )
+
+
+@dataclass(frozen=True)
+class LlmOptions:
+    """How to ask the model (from the settings)."""
+
+    max_tokens: int
+    temperature: float
+    max_restarts: int = 2
+
+
+def run(
+    normalized: NormalizeResult,
+    *,
+    request: AnalysisRequest,
+    client: LlamaClient,
+    sink: TokenSink,
+    options: LlmOptions,
+    slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
+) -> tuple[JobResult, LlmCounts]:
+    """The call_llm stage: the job's result and what the call took."""
+    result = analyze(
+        normalized,
+        request=request,
+        client=client,
+        sink=sink,
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        max_restarts=options.max_restarts,
+        slot=slot,
+    )
+    counts = LlmCounts(
+        prompt_tokens=result.prompt_tokens,
+        prompt_tokens_cached=result.prompt_tokens_cached,
+        tokens_generated=result.tokens_generated,
+        evidence=len(result.evidence),
+        evidence_omitted=result.evidence_omitted,
+    )
+    return result, counts

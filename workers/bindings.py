@@ -1,0 +1,131 @@
+"""The glue between a stage's pure function and the job: read its input from Redis, give it
+its clients, store its output, and report its counts (and span attributes).
+
+One function per stage, each `(run) -> None`; `workers.tasks` runs them inside the
+middleware chain.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from shared import metrics
+from shared.metrics import MetricsRecorder
+from shared.schemas import TERMINAL_STATUSES, EventType, RetryData, Stage, TokenData
+from workers import context, stage_data
+from workers.llm.slots import LlmSlot
+from workers.runner import StageRun, Work
+from workers.stages import call_llm, flatten, normalize, query_loki
+
+
+def run_query_loki(run: StageRun) -> None:
+    fetched, counts = query_loki.run(run.request, context.log_source())
+    stage_data.save_lines(run.store, run.job_id, fetched)
+    span = trace.get_current_span()
+    span.set_attribute("logql.query", counts.query)
+    span.set_attribute("logs.redactions", counts.redactions)
+    span.set_attribute("loki.pages", counts.pages)
+    span.set_attribute("loki.entries", counts.kept)
+    MetricsRecorder(run.store.redis).inc(metrics.LOKI_LINES, counts.seen)
+    run.counts = counts
+
+
+def run_flatten(run: StageRun) -> None:
+    entries, counts = flatten.run(stage_data.load_lines(run.store, run.job_id))
+    stage_data.save_entries(run.store, run.job_id, entries)
+    trace.get_current_span().set_attribute("logs.flattened_count", counts.entries)
+    run.counts = counts
+
+
+def run_normalize(run: StageRun) -> None:
+    entries = stage_data.load_entries(run.store, run.job_id)
+    result, counts = normalize.run(entries, limit=run.request.limit)
+    stage_data.save_evidence(run.store, run.job_id, result)
+    span = trace.get_current_span()
+    span.set_attribute("logs.templates", counts.templates)
+    span.set_attribute("logs.redactions", counts.redactions)
+    run.counts = counts
+
+
+class JobTokenSink:
+    """Publishes the answer into the job's event log, fenced by the run's attempt."""
+
+    def __init__(self, run: StageRun):
+        self.run = run
+        self.slot: LlmSlot | None = None
+
+    def token(self, text: str) -> bool:
+        # One Redis script per token: a span each would bury the trace under hundreds.
+        with suppress_instrumentation():
+            if self.slot is not None:
+                self.slot.renew()
+            return self.run.emit(EventType.TOKEN, TokenData(text=text))
+
+    def restart(self, reason: str) -> bool:
+        return self.run.emit(EventType.RETRY, RetryData(reason=reason, stage=Stage.CALL_LLM))
+
+    def stopped(self) -> bool:
+        # Called every half second while the server is still on the prompt: keep the lease.
+        with suppress_instrumentation():
+            if self.slot is not None:
+                self.slot.renew()
+            fields = self.run.store.fields(self.run.job_id)
+        status = fields.get("status")
+        return (
+            status is None
+            or status in TERMINAL_STATUSES
+            or fields.get("attempt") != str(self.run.attempt)
+        )
+
+
+def run_call_llm(run: StageRun) -> None:
+    settings = run.settings
+    store = run.store
+    normalized = stage_data.load_evidence(store, run.job_id)
+    sink = JobTokenSink(run)
+
+    def slot(total_slots: int) -> LlmSlot:
+        sink.slot = LlmSlot(store.redis, total_slots, wait_s=settings.llm_slot_wait_s)
+        return sink.slot
+
+    options = call_llm.LlmOptions(
+        max_tokens=settings.llm_max_tokens,
+        temperature=settings.llm_temperature,
+        max_restarts=settings.llm_max_retries,
+    )
+    result, counts = call_llm.run(
+        normalized,
+        request=run.request,
+        client=context.llama_client(),
+        sink=sink,
+        options=options,
+        slot=slot,
+    )
+    span = trace.get_current_span()
+    span.set_attribute("llm.model", result.model)
+    span.set_attribute("llm.tokens_generated", result.tokens_generated)
+    span.set_attribute("llm.evidence_items", len(result.evidence))
+    recorder = MetricsRecorder(store.redis)
+    recorder.inc(metrics.LLM_TOKENS, result.tokens_generated)
+    if result.prompt_tokens is not None:
+        span.set_attribute("llm.prompt_tokens", result.prompt_tokens)
+        span.set_attribute("llm.prompt_tokens_cached", result.prompt_tokens_cached)
+        recorder.inc(metrics.LLM_PROMPT_TOKENS, result.prompt_tokens)
+        recorder.inc(metrics.LLM_PROMPT_TOKENS_CACHED, result.prompt_tokens_cached)
+    if result.time_to_first_token_s is not None:
+        span.set_attribute("llm.time_to_first_token_s", result.time_to_first_token_s)
+        recorder.observe(metrics.LLM_TTFT, result.time_to_first_token_s)
+    if result.timings is not None and result.timings.predicted_per_second:
+        span.set_attribute("llm.tokens_per_second", result.timings.predicted_per_second)
+        recorder.observe(metrics.LLM_TOKENS_PER_SECOND, result.timings.predicted_per_second)
+    run.result = result
+    run.counts = counts
+
+
+WORK: dict[Stage, Work] = {
+    Stage.QUERY_LOKI: run_query_loki,
+    Stage.FLATTEN: run_flatten,
+    Stage.NORMALIZE: run_normalize,
+    Stage.CALL_LLM: run_call_llm,
+}
