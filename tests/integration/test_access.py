@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 import api.auth
 from api.main import create_app
 from shared.settings import Settings
-from tests.conftest import job_request
+from tests.support.incident import job_request
 
 pytestmark = pytest.mark.integration
 

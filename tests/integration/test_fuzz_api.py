@@ -34,22 +34,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import (
-    ManagedProcess,
-    api_argv,
-    job_request,
-    require_redis,
-    service_env,
-    wait_ready,
-    wait_until,
-    worker_argv,
-)
-from tests.stubs.server import free_port
-from tests.unit.test_logql import _ORACLE, HOSTILE, LOG_FILTER_CORPUS
+from cli.harness import Process, wait_until
+from tests.stubs.llama_stub import LlamaStub
+from tests.stubs.loki_stub import LokiStub
+from tests.stubs.server import ThreadedServer
+from tests.support.incident import job_request
+from tests.support.logql_corpus import HOSTILE, LOG_FILTER_CORPUS, ORACLE
+from tests.support.stack import build_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-FUZZ_REDIS_URL = "redis://127.0.0.1:6379/12"
 API_KEY = f"fuzz-{uuid.uuid4().hex}"
 AUTH = {"X-API-Key": API_KEY}
 MIN_CASES = 1000
@@ -95,8 +89,7 @@ KNOWN_SERVER_BUGS: set[str] = set()
 @dataclass
 class FuzzService:
     url: str
-    api: ManagedProcess
-    worker: ManagedProcess
+    api: Process
     redis: redis.Redis
     http: httpx.Client
 
@@ -109,54 +102,34 @@ class Tally:
     failures: list[str] = field(default_factory=list)
 
 
-def require_free_redis_db(url: str) -> redis.Redis:
-    """A flushed Redis DB that no other process uses (its workers would run our jobs)."""
-    client = require_redis(url)
-    db = str(client.connection_pool.connection_kwargs.get("db", 0))
-    me = client.client_id()
-    others = [c["addr"] for c in client.client_list() if c["db"] == db and c["id"] != str(me)]
-    if others:
-        pytest.fail(f"Redis DB {db} is in use by {len(others)} other clients: {others[:5]}")
-    client.flushdb()
-    return client
-
-
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
 def fuzz_service(
-    loki_server: Any, llama_server: Any, tmp_path_factory: pytest.TempPathFactory
+    loki_server: LokiStub,
+    llama_server: tuple[LlamaStub, ThreadedServer],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FuzzService]:
-    client = require_free_redis_db(FUZZ_REDIS_URL)
-    logs: Path = tmp_path_factory.mktemp("fuzz")
-    env = service_env(
-        FUZZ_REDIS_URL,
-        LOKI_URL=loki_server.url,
-        LLAMA_URL=llama_server[1].url,
+    stack = build_stack(
+        tmp_path_factory.mktemp("fuzz"),
+        llama=llama_server[0],
+        llama_url=llama_server[1].url,
+        loki=loki_server,
         API_KEYS=json.dumps([sha256(API_KEY)]),
         # The limits are tested elsewhere; here they would turn most cases into 429s.
         RATE_LIMIT_PER_MINUTE="1000000",
         MAX_ACTIVE_JOBS_PER_KEY="100000",
         MAX_STREAMS_PER_KEY="1000",
     )
-    port = free_port()
-    worker = ManagedProcess("fuzz-worker", worker_argv("fuzz", concurrency=4), env, logs)
-    api = ManagedProcess("fuzz-api", api_argv(port), env, logs)
-    http = httpx.Client(timeout=10)
-    service = FuzzService(f"http://127.0.0.1:{port}", api, worker, client, http)
-
     try:
-        worker.start()
-        api.start()
-        wait_ready(service.url, worker, api)
-        yield service
+        stack.start_worker(concurrency=4)
+        url = stack.start_api(wait_ready=True)
+        assert stack.api is not None
+        yield FuzzService(url, stack.api, stack.redis, stack.http)
     finally:
-        http.close()
-        api.stop()
-        worker.stop()
-        client.flushdb()
+        stack.close()
 
 
 def known_job_ids(service: FuzzService) -> list[str]:
@@ -351,7 +324,7 @@ def test_hostile_filter_is_rejected_by_field_or_accepted(
 ) -> None:
     base = {"namespace": "shop", "container": "api", "node": "node-1", "pod": "api-.*"}
     response = post_raw(fuzz_service, job_request(filters={**base, field: value}))
-    valid = _ORACLE[field](value) and 0 < len(value) <= FIELD_LIMITS[field]
+    valid = ORACLE[field](value) and 0 < len(value) <= FIELD_LIMITS[field]
     assert_rejected_by_field_or_accepted(response, valid, "filters", field)
 
 

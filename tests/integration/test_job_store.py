@@ -13,8 +13,8 @@ import redis.asyncio as aredis
 
 from shared import redis_keys
 from shared.job_store import AsyncJobStore, JobStore, encode_event
-from shared.schemas import AnalysisRequest, EventType, JobError, JobStatus
-from workers.llm_slots import LlmSlot
+from shared.schemas import AnalysisRequest, EventType, JobError, JobStatus, TokenData
+from workers.llm.slots import LlmSlot
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def new_job(redis_url: str) -> tuple[str, JobStore]:
 
 
 def token(job_id: str, text: str, attempt: int = 0) -> str:
-    return encode_event(EventType.TOKEN, job_id, attempt, {"text": text})
+    return encode_event(EventType.TOKEN, job_id, attempt, TokenData(text=text))
 
 
 def test_seq_is_contiguous_and_nothing_follows_done(redis_url: str) -> None:
@@ -48,8 +48,8 @@ def test_seq_is_contiguous_and_nothing_follows_done(redis_url: str) -> None:
     assert store.finish(job_id, JobStatus.FAILED, error=JobError(code="x", message="y"))
     assert not store.finish(job_id, JobStatus.SUCCEEDED), "a second terminal transition"
     assert store.commit(job_id, events=[token(job_id, "late")]) == 0
-    entries = store.redis.xrange(redis_keys.job_events(job_id))
-    kinds = [e[1][b"e"] for e in entries]
+    entries = store.redis.xrange(redis_keys.job_events(job_id)) or []
+    kinds = [fields[b"e"] for _, fields in entries if fields]
     assert len(entries) == 5 and b'"done"' in kinds[-1] and b'"error"' in kinds[-2]
     assert store.view(job_id).status is JobStatus.FAILED
     assert 0 < store.redis.ttl(redis_keys.job_events(job_id)) <= 60

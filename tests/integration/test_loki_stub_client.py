@@ -10,9 +10,10 @@ import pytest
 
 from shared.errors import LokiError, LokiRejectedError
 from shared.logql import build_query, parse_log_filter
+from shared.retry import RetryPolicy
 from shared.schemas import Filters
 from tests.stubs.loki_stub import LokiStub, start_loki_stub
-from workers.loki_client import fetch_range
+from workers.sources.loki import fetch_range
 
 T0 = 1_795_530_166_000_000_000
 HOUR = 3600 * 10**9
@@ -150,7 +151,7 @@ def test_client_gives_up_when_failures_persist(loki: LokiStub, http: httpx.Clien
             T0,
             T0 + HOUR,
             scan_limit=10,
-            max_retries=2,
+            retry=RetryPolicy(attempts=2),
             sleep=lambda s: None,
         )
     assert len(loki.query_requests()) == 3

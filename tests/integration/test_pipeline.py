@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Stack, job_request, wait_until
-from tests.sse_client import SseEvent, collect, iter_sse
+from cli.harness import wait_until
+from tests.support.incident import job_request
+from tests.support.sse import SseEvent, collect, iter_sse
+from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
 
-def events_url(stack: Stack, job_id: str) -> str:
+def events_url(stack: ServiceStack, job_id: str) -> str:
     return f"{stack.api_url}/v1/jobs/{job_id}/events"
 
 
@@ -26,7 +29,7 @@ def tokens_text(events: list[SseEvent]) -> str:
     return "".join(e.json["data"]["text"] for e in events if e.event == "token")
 
 
-def test_happy_path_streams_stages_tokens_result(stack: Stack) -> None:
+def test_happy_path_streams_stages_tokens_result(stack: ServiceStack) -> None:
     response = stack.http.post(f"{stack.api_url}/v1/jobs", json=job_request())
     assert response.status_code == 202
     body = response.json()
@@ -60,7 +63,7 @@ def test_happy_path_streams_stages_tokens_result(stack: Stack) -> None:
     assert view["started_at"] and view["finished_at"]
 
 
-def test_late_join_replays_everything(stack: Stack) -> None:
+def test_late_join_replays_everything(stack: ServiceStack) -> None:
     job_id = stack.submit()
     stack.wait_terminal(job_id)
     events = collect(stack.http, events_url(stack, job_id))
@@ -69,7 +72,7 @@ def test_late_join_replays_everything(stack: Stack) -> None:
     assert tokens_text(events) == stack.llama.config.reply
 
 
-def test_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(stack: Stack) -> None:
+def test_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(stack: ServiceStack) -> None:
     stack.llama.config.token_interval_s = 0.02
     job_id = stack.submit()
     url = events_url(stack, job_id)
@@ -82,7 +85,7 @@ def test_reconnect_with_last_event_id_resumes_without_gap_or_duplicate(stack: St
     assert tokens_text(first + rest) == stack.llama.config.reply
 
 
-def test_two_clients_see_the_same_stream(stack: Stack) -> None:
+def test_two_clients_see_the_same_stream(stack: ServiceStack) -> None:
     stack.llama.config.token_interval_s = 0.01
     job_id = stack.submit()
     url = events_url(stack, job_id)
@@ -101,7 +104,7 @@ def test_two_clients_see_the_same_stream(stack: Stack) -> None:
     assert results[0][-1].event == "done"
 
 
-def test_cancel_stops_llm_and_ends_stream_with_cancelled(stack: Stack) -> None:
+def test_cancel_stops_llm_and_ends_stream_with_cancelled(stack: ServiceStack) -> None:
     stack.llama.config.token_interval_s = 0.2
     job_id = stack.submit()
     url = events_url(stack, job_id)
@@ -125,7 +128,7 @@ def test_cancel_stops_llm_and_ends_stream_with_cancelled(stack: Stack) -> None:
     assert [e.event for e in late][-2:] == ["cancelled", "done"], "events were written after done"
 
 
-def test_loki_rejection_becomes_error_event_and_failed_job(stack: Stack) -> None:
+def test_loki_rejection_becomes_error_event_and_failed_job(stack: ServiceStack) -> None:
     stack.loki.fail_next(400, 1, body="max entries limit per query exceeded")
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
@@ -137,7 +140,7 @@ def test_loki_rejection_becomes_error_event_and_failed_job(stack: Stack) -> None
     assert stack.job(job_id)["status"] == "failed"
 
 
-def test_loki_down_fails_the_job_after_retries(stack: Stack) -> None:
+def test_loki_down_fails_the_job_after_retries(stack: ServiceStack) -> None:
     stack.loki.fail_next(503, 10)
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
@@ -147,7 +150,7 @@ def test_loki_down_fails_the_job_after_retries(stack: Stack) -> None:
     stack.loki.fail_next(503, 0)
 
 
-def test_llm_error_becomes_error_event_and_failed_job(stack: Stack) -> None:
+def test_llm_error_becomes_error_event_and_failed_job(stack: ServiceStack) -> None:
     stack.llama.config.fail_next = [500, 500, 500, 500]
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
@@ -158,7 +161,7 @@ def test_llm_error_becomes_error_event_and_failed_job(stack: Stack) -> None:
     assert view["status"] == "failed" and view["error"]["code"] == "llm_unavailable"
 
 
-def test_legacy_stream_endpoint_streams_plain_text(stack: Stack) -> None:
+def test_legacy_stream_endpoint_streams_plain_text(stack: ServiceStack) -> None:
     with stack.http.stream(
         "POST", f"{stack.api_url}/v1/analyze/stream", json=job_request(), timeout=30
     ) as response:
@@ -191,20 +194,22 @@ def test_legacy_stream_endpoint_streams_plain_text(stack: Stack) -> None:
         ({"scan_limit": 100_001}, "scan_limit"),
     ],
 )
-def test_validation_errors_name_the_field(stack: Stack, patch: dict, field: str) -> None:
+def test_validation_errors_name_the_field(
+    stack: ServiceStack, patch: dict[str, Any], field: str
+) -> None:
     response = stack.http.post(f"{stack.api_url}/v1/jobs", json=job_request(**patch))
     assert response.status_code == 422, response.text
     locations = [".".join(str(p) for p in item["loc"]) for item in response.json()["detail"]]
     assert any(field in loc for loc in locations), locations
 
 
-def test_unknown_job_is_404_everywhere(stack: Stack) -> None:
+def test_unknown_job_is_404_everywhere(stack: ServiceStack) -> None:
     for method, suffix in (("GET", ""), ("GET", "/events"), ("DELETE", "")):
         response = stack.http.request(method, f"{stack.api_url}/v1/jobs/nope{suffix}")
         assert response.status_code == 404
 
 
-def test_health_and_ready(stack: Stack) -> None:
+def test_health_and_ready(stack: ServiceStack) -> None:
     health = stack.http.get(f"{stack.api_url}/health").json()
     assert health["status"] == "ok" and health["version"]
     ready = stack.http.get(f"{stack.api_url}/ready")

@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
+from cli.harness import wait_until
 from shared.job_store import decompress
-from tests.conftest import INCIDENT_START_NS, Stack, wait_until
-from tests.sse_client import collect
-from tests.unit.test_redact import JWT, PEM, SECRETS
+from tests.support.incident import INCIDENT_START_NS
+from tests.support.secrets_corpus import JWT, PEM, SECRETS
+from tests.support.sse import collect
+from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +121,7 @@ def redis_text(client: Any, key: bytes) -> str:
     return ""
 
 
-def test_secrets_in_logs_reach_no_output(stack: Stack, llama: Any) -> None:
+def test_secrets_in_logs_reach_no_output(stack: ServiceStack, llama: Any) -> None:
     pushed = corpus()
     assert len(pushed) == (
         len(SECRETS) + len(EXTRA_SECRETS) + len(FORMERLY_MISSED) + len(KNOWN_MISSED)
@@ -132,7 +134,7 @@ def test_secrets_in_logs_reach_no_output(stack: Stack, llama: Any) -> None:
     )
     # Room for every line in the prompt, so each one is really shown to the model.
     llama.config.n_ctx = 65536
-    spans_before = len(stack.otlp.snapshot())
+    spans_before = len(stack.spans())
     job_id = stack.submit(filters={"namespace": NAMESPACE}, limit=200)
     events = collect(stack.http, f"{stack.api_url}/v1/jobs/{job_id}/events")
     assert events[-1].event == "done"
@@ -168,18 +170,15 @@ def test_secrets_in_logs_reach_no_output(stack: Stack, llama: Any) -> None:
 
     # Service logs and exported spans (the span export is batched: wait for the job's own).
     def job_spans() -> list[Any]:
-        spans = stack.otlp.snapshot()[spans_before:]
+        spans = stack.spans()[spans_before:]
         return [s for s in spans if s.attributes.get("job.id") == job_id]
 
     wait_until(lambda: len(job_spans()) >= 4, 10, "the job's stage spans were not exported")
     spans_text = json.dumps(
-        [
-            [s.name, s.attributes, s.status_message, s.events]
-            for s in stack.otlp.snapshot()[spans_before:]
-        ],
+        [[s.name, s.attributes, s.status_message, s.events] for s in stack.spans()[spans_before:]],
         default=str,
     )
     assert not found_in(spans_text, secrets), "secrets in exported spans"
-    for process in (stack.api, stack.worker):
+    for process in (stack.api_process(), *stack.workers):
         text = process.log_path.read_text(errors="replace")
         assert not found_in(text, secrets | missed), f"secrets in the {process.name} log"

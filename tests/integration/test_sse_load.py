@@ -18,31 +18,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from tests.conftest import (
-    INCIDENT_START_NS,
-    ManagedProcess,
-    api_argv,
-    job_request,
-    require_redis,
-    service_env,
-    wait_ready,
-    wait_until,
-    worker_argv,
-)
-from tests.sse_client import SseEvent, iter_sse
-from tests.stubs.server import free_port
+from cli.harness import Process, wait_until
+from tests.stubs.llama_stub import LlamaStub
+from tests.stubs.loki_stub import LokiStub
+from tests.stubs.server import ThreadedServer
+from tests.support.incident import INCIDENT_START_NS, job_request
+from tests.support.sse import SseEvent, iter_sse
+from tests.support.stack import ServiceStack, build_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# Not 13-15: bench/ uses those by default; a second user of the DB would steal our jobs.
-SSE_REDIS_URL = "redis://127.0.0.1:6379/6"
 NAMESPACE = "sseload"
 CLIENTS = 1000
 BATCH = 100
@@ -56,18 +47,27 @@ LAST_TOKEN_LAG_S = 1.0
 
 @dataclass
 class SseService:
+    """The stack under load, and the API process the clients talk to."""
+
+    stack: ServiceStack
+    api: Process
     url: str
-    api: ManagedProcess
-    worker: ManagedProcess
-    redis: redis.Redis
-    http: httpx.Client
-    env: dict[str, str]
-    logs: Path
 
     @property
     def pid(self) -> int:
-        assert self.api.proc is not None
-        return self.api.proc.pid
+        return self.api.pid
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.stack.redis
+
+    @property
+    def http(self) -> httpx.Client:
+        return self.stack.http
+
+    def start_api(self, name: str) -> tuple[Process, str]:
+        url = self.stack.harness.start_api(self.stack.env, name=name)
+        return self.stack.harness.processes[-1], url
 
     def submit(self) -> str:
         body = job_request(filters={"namespace": NAMESPACE})
@@ -82,67 +82,38 @@ class SseService:
         raw = self.redis.hget(f"la:job:{job_id}", "status")
         return raw.decode() if isinstance(raw, bytes) else str(raw or "")
 
-
-def require_free_redis_db(url: str) -> redis.Redis:
-    """A flushed Redis DB that no other process uses (its workers would run our jobs)."""
-    client = require_redis(url)
-    db = str(client.connection_pool.connection_kwargs.get("db", 0))
-    me = client.client_id()
-    others = [c["addr"] for c in client.client_list() if c["db"] == db and c["id"] != str(me)]
-    if others:
-        pytest.fail(f"Redis DB {db} is in use by {len(others)} other clients: {others[:5]}")
-    client.flushdb()
-    return client
-
-
-def start_api(env: dict[str, str], logs: Path, name: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    api = ManagedProcess(name, api_argv(port), env, logs)
-    api.start()
-    url = f"http://127.0.0.1:{port}"
-
-    try:
-        wait_ready(url, api)
-    except BaseException:
-        api.stop()
-        raise
-    return api, url
+    def logs(self) -> str:
+        return self.stack.logs()
 
 
 @pytest.fixture(scope="module")
 def sse_service(
-    loki_server: Any, llama_server: Any, tmp_path_factory: pytest.TempPathFactory
+    loki_server: LokiStub,
+    llama_server: tuple[LlamaStub, ThreadedServer],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SseService]:
-    client = require_free_redis_db(SSE_REDIS_URL)
-    logs = tmp_path_factory.mktemp("sse-load")
     loki_server.push(
         {"namespace": NAMESPACE, "pod": "api-0", "container": "api", "node": "node-1"},
         [(INCIDENT_START_NS + i * 10**9, f"ERROR upstream timeout after {i}ms") for i in range(20)],
     )
-    env = service_env(
-        SSE_REDIS_URL,
-        LOKI_URL=loki_server.url,
-        LLAMA_URL=llama_server[1].url,
+    stack = build_stack(
+        tmp_path_factory.mktemp("sse-load"),
+        llama=llama_server[0],
+        llama_url=llama_server[1].url,
+        loki=loki_server,
         MAX_STREAMS_PER_KEY=str(STREAM_LIMIT),
         SSE_CLIENT_BUFFER="50",
         SSE_SEND_TIMEOUT_S=str(SEND_TIMEOUT_S),
         LLM_MAX_TOKENS="4096",
         LLM_IDLE_TIMEOUT_S="10",
     )
-    worker = ManagedProcess("sse-worker", worker_argv("sse", concurrency=2), env, logs)
-    worker.start()
-    http = httpx.Client(timeout=10)
     try:
-        api, url = start_api(env, logs, "sse-api")
-        service = SseService(url, api, worker, client, http, env, logs)
-        try:
-            yield service
-        finally:
-            api.stop()
+        stack.start_worker()
+        url = stack.start_api(wait_ready=True)
+        assert stack.api is not None
+        yield SseService(stack, stack.api, url)
     finally:
-        http.close()
-        worker.stop()
-        client.flushdb()
+        stack.close()
 
 
 # --- What the API process holds: fds, sockets, Redis connections -----------------------------
@@ -181,7 +152,7 @@ def tcp_ports(pid: int) -> list[tuple[int, int]]:
 
 def redis_clients_of(service: SseService) -> int:
     """Entries of Redis `CLIENT LIST` that are connections of the API process."""
-    redis_port = service.redis.connection_pool.connection_kwargs.get("port", 6379)
+    redis_port = service.stack.redis_server.port
     local = {lp for lp, rp in tcp_ports(service.pid) if rp == redis_port}
     return sum(1 for c in service.redis.client_list() if int(c["addr"].rsplit(":", 1)[1]) in local)
 
@@ -215,7 +186,7 @@ def describe(service: SseService) -> str:
     api_port = int(service.url.rsplit(":", 1)[1])
     ports = tcp_ports(service.pid)
     clients = sum(1 for lp, _ in ports if lp == api_port)
-    to_redis = sum(1 for _, rp in ports if rp == 6379)
+    to_redis = sum(1 for _, rp in ports if rp == service.stack.redis_server.port)
     kinds: dict[str, int] = {}
     for fd in os.listdir(f"/proc/{service.pid}/fd"):
         with contextlib.suppress(OSError):
@@ -463,7 +434,7 @@ def test_sigterm_with_open_streams_exits_in_grace_period_and_streams_resume(
     tokens = 400
     llama.config.reply = long_reply(tokens)
     llama.config.token_interval_s = 0.02
-    api, url = start_api(sse_service.env, sse_service.logs, "sse-api-doomed")
+    api, url = sse_service.start_api("sse-api-doomed")
     seen: dict[int, list[SseEvent]] = {i: [] for i in range(10)}
     errors: dict[int, str] = {}
     try:
@@ -494,7 +465,7 @@ def test_sigterm_with_open_streams_exits_in_grace_period_and_streams_resume(
         )
         assert api.proc is not None
         started = time.monotonic()
-        api.proc.send_signal(signal.SIGTERM)
+        api.signal(signal.SIGTERM)
         api.proc.wait(10)
         exit_s = time.monotonic() - started
         for thread in threads:
@@ -516,7 +487,7 @@ def test_sigterm_with_open_streams_exits_in_grace_period_and_streams_resume(
         for s in seen.values()
     ), final
 
-    fresh, fresh_url = start_api(sse_service.env, sse_service.logs, "sse-api-fresh")
+    fresh, fresh_url = sse_service.start_api("sse-api-fresh")
     try:
         with httpx.Client() as client:
             for index, before in seen.items():

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from tests.conftest import Stack, job_request, wait_until
-from tests.sse_client import collect
+from cli.harness import wait_until
 from tests.stubs.otlp_receiver import ReceivedSpan
+from tests.support.incident import job_request
+from tests.support.sse import collect
+from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
-STAGE_SPANS = ["query_loki", "flatten_logs", "normalize_logs", "call_llm"]
-TASKS = ["query_loki", "flatten", "normalize", "call_llm"]
+# A stage's span and its task are both named after the stage.
+STAGES = ["query_loki", "flatten", "normalize", "call_llm"]
 
 
-def job_spans(stack: Stack, job_id: str, *, expect: list[str]) -> list[ReceivedSpan]:
+def job_spans(stack: ServiceStack, job_id: str, *, expect: list[str]) -> list[ReceivedSpan]:
     def ready() -> list[ReceivedSpan] | None:
-        spans = stack.otlp.snapshot()
+        spans = stack.spans()
         roots = [s for s in spans if s.attributes.get("job.id") == job_id]
         if not roots:
             return None
@@ -36,14 +39,14 @@ def by_name(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
     return matches[0]
 
 
-def test_one_trace_from_http_request_to_llm_call(stack: Stack) -> None:
+def test_one_trace_from_http_request_to_llm_call(stack: ServiceStack) -> None:
     job_id = stack.submit()
     events = collect(stack.http, f"{stack.api_url}/v1/jobs/{job_id}/events")
     assert events[-1].event == "done"
     spans = job_spans(
         stack,
         job_id,
-        expect=["analyze_logs", *STAGE_SPANS, "run/log_analyzer.call_llm"],
+        expect=["analyze_logs", *STAGES, "run/log_analyzer.call_llm"],
     )
     trace_ids = {s.trace_id for s in spans}
     assert len(trace_ids) == 1
@@ -62,24 +65,24 @@ def test_one_trace_from_http_request_to_llm_call(stack: Stack) -> None:
     assert submit.attributes["log.limit"] == 15
     assert any(s.name == "POST /v1/jobs" for s in spans), "the HTTP server span is missing"
     previous = "analyze_logs"
-    for name, task in zip(STAGE_SPANS, TASKS, strict=True):
+    for name in STAGES:
         stage = by_name(spans, name)
         assert stage.service == "log-analyzer-worker"
         assert stage.resource["deployment.environment"]
         lineage = ancestors(stage)
         # stage span ← its task's run/ span ← apply_async ← the previous stage's run/ span
-        assert lineage[0] == f"run/log_analyzer.{task}", lineage
+        assert lineage[0] == f"run/log_analyzer.{name}", lineage
         assert previous in lineage, f"{name} is not below {previous}: {lineage}"
-        previous = f"run/log_analyzer.{task}"
+        previous = f"run/log_analyzer.{name}"
     assert "logql.query" in by_name(spans, "query_loki").attributes
-    assert by_name(spans, "flatten_logs").attributes["logs.flattened_count"] > 0
+    assert by_name(spans, "flatten").attributes["logs.flattened_count"] > 0
     llm = by_name(spans, "call_llm").attributes
     assert llm["llm.model"] and llm["llm.tokens_generated"] > 0
     assert "llm.time_to_first_token_s" in llm and "llm.prompt_tokens" in llm
     follow = wait_until(
         lambda: [
             s
-            for s in stack.otlp.snapshot()
+            for s in stack.spans()
             if s.name == "follow_job" and s.attributes.get("job.id") == job_id
         ],
         10,
@@ -87,18 +90,18 @@ def test_one_trace_from_http_request_to_llm_call(stack: Stack) -> None:
     )
     assert follow[0].trace_id != submit.trace_id, "the stream has a trace of its own"
     assert follow[0].links and follow[0].links[0][0] == submit.trace_id
-    assert not any(s.name.endswith("http send") for s in stack.otlp.snapshot())
+    assert not any(s.name.endswith("http send") for s in stack.spans())
 
 
-def test_worker_log_lines_carry_the_trace_id(stack: Stack) -> None:
+def test_worker_log_lines_carry_the_trace_id(stack: ServiceStack) -> None:
     job_id = stack.submit()
     stack.wait_terminal(job_id)
-    spans = job_spans(stack, job_id, expect=STAGE_SPANS)
+    spans = job_spans(stack, job_id, expect=STAGES)
     trace_id = spans[0].trace_id
 
-    def lines() -> list[dict]:
+    def lines() -> list[dict[str, Any]]:
         found = []
-        for raw in stack.worker.log_path.read_text().splitlines():
+        for raw in stack.workers[0].log_path.read_text().splitlines():
             if raw.startswith("{") and job_id in raw:
                 record = json.loads(raw)
                 if record.get("job_id") == job_id:
@@ -111,7 +114,7 @@ def test_worker_log_lines_carry_the_trace_id(stack: Stack) -> None:
     assert all(r["namespace"] == "shop" and r["span_id"] and r["level"] for r in records)
 
 
-def test_failing_stage_span_has_error_status_and_trace_ends(stack: Stack) -> None:
+def test_failing_stage_span_has_error_status_and_trace_ends(stack: ServiceStack) -> None:
     stack.loki.fail_next(400, 1, body="parse error : something Loki did not like")
     job_id = stack.submit()
     assert stack.wait_terminal(job_id)["status"] == "failed"
@@ -119,11 +122,11 @@ def test_failing_stage_span_has_error_status_and_trace_ends(stack: Stack) -> Non
     failing = by_name(spans, "query_loki")
     assert failing.status_code == 2  # STATUS_CODE_ERROR
     assert any(name == "exception" for name, _ in failing.events)
-    assert not any(s.name == "flatten_logs" for s in spans)
+    assert not any(s.name == "flatten" for s in spans)
     assert all(s.end_ns >= s.start_ns > 0 for s in spans)
 
 
-def test_metrics_show_the_job(stack: Stack) -> None:
+def test_metrics_show_the_job(stack: ServiceStack) -> None:
     job_id = stack.submit(filters={"namespace": "shop"})
     stack.wait_terminal(job_id)
     text = stack.http.get(f"{stack.api_url}/metrics").text

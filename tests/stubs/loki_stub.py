@@ -35,7 +35,7 @@ from shared.logql import (
     parse_pipeline,
     tokenize,
 )
-from workers.file_source import parse_rfc3339_ns
+from workers.sources.files import parse_rfc3339_ns
 
 __all__ = [
     "LokiStub",
@@ -341,6 +341,11 @@ class LokiStub:
     def query_requests(self) -> list[StubRequest]:
         """Only the `query_range` requests."""
         return [r for r in self.requests if r.path == QUERY_RANGE]
+
+    def clear_faults(self) -> None:
+        """Cancel every pending failure or hang (stored streams stay)."""
+        with self._lock:
+            self._faults.clear()
 
     def clear(self) -> None:
         """Forget stored streams, pending faults and the request log."""

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from api.local_stack import llama_server_binary
+from cli.harness import llama_server_binary
 
 # Legacy prefixes that may precede an instruction's opcode bytes (operand/address size,
 # repeat, segment): what follows them decides the encoding.

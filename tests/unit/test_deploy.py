@@ -38,10 +38,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]  # no stubs installed (types-jsonschema)
-import kubernetes_validate  # type: ignore[import-untyped]  # ships no py.typed
+import kubernetes_validate
 import pytest
 import yaml
 
+import shared.queues
 from shared import metrics as app_metrics
 from shared.settings import Settings
 
@@ -452,9 +453,7 @@ def test_redis_url_carries_the_redis_password() -> None:
 
 
 def test_keda_scales_each_worker_on_its_queue() -> None:
-    from workers import celery_app as celery_module
-
-    queues = {celery_module.INTERACTIVE_QUEUE, celery_module.BACKFILL_QUEUE}
+    queues = set(shared.queues.QUEUES)
     base = rendered("base")
     scaled = {}
     for obj in base:
@@ -473,7 +472,7 @@ def test_keda_scales_each_worker_on_its_queue() -> None:
             scaled[queue] = obj["spec"]["minReplicaCount"]
     assert set(scaled) == queues
     # The API is ready only while a worker heartbeats: never scale interactive to zero.
-    assert scaled[celery_module.INTERACTIVE_QUEUE] >= 1
+    assert scaled[shared.queues.INTERACTIVE] >= 1
 
 
 def _policy_selects(policy: Obj, labels: dict[str, str]) -> bool:
@@ -869,7 +868,7 @@ def test_entry_points_exist(where: str, command: list[str]) -> None:
         assert sub in ("worker", "flower", "inspect"), f"{where}: celery {sub}"
         if sub == "worker":
             queue = command[command.index("-Q") + 1]
-            assert queue in (module.INTERACTIVE_QUEUE, module.BACKFILL_QUEUE), where
+            assert queue in shared.queues.QUEUES, where
             assert command[command.index("-P") + 1] == "prefork"
     else:
         pytest.fail(f"{where}: unexpected program {program!r}")
@@ -1059,7 +1058,12 @@ def test_grafana_provisioning_links_logs_and_traces() -> None:
 
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     record = logging.makeLogRecord(
-        {"name": "workers.call_llm", "levelname": "ERROR", "msg": "boom", "trace_id": trace_id}
+        {
+            "name": "workers.stages.call_llm",
+            "levelname": "ERROR",
+            "msg": "boom",
+            "trace_id": trace_id,
+        }
     )
     line = json_formatter().format(record)
     match = re.search(derived["matcherRegex"], line)

@@ -1,4 +1,4 @@
-"""workers.file_source on a temporary kubelet tree."""
+"""workers.sources.files on a temporary kubelet tree."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from shared.errors import InvalidQueryError
 from shared.logql import LogFilter, parse_log_filter
 from shared.schemas import FetchResult, Filters
-from workers.file_source import parse_rfc3339_ns, read_files
+from workers.sources.files import parse_rfc3339_ns, read_files
 
 T0 = parse_rfc3339_ns("2026-11-24T10:00:00Z")
 SECOND = 10**9

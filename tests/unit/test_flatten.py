@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shared.schemas import Entry, Level, RawLine
-from workers.flatten import (
+from workers.stages.flatten import (
     JOIN_WINDOW_NS,
     MAX_EVENT_CHARS,
     MAX_EVENT_LINES,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -12,9 +12,9 @@ from shared.errors import ContextOverflowError, LlmError, LlmTimeoutError
 from shared.schemas import AnalysisRequest, Entry, Level, NormalizeResult
 from tests.stubs.llama_stub import LlamaStub, start_llama_stub, tokenize
 from tests.stubs.server import ThreadedServer
-from workers.call_llm import analyze
-from workers.llm_client import LlamaClient, StreamBrokenError
-from workers.normalize import normalize
+from workers.llm.client import Completion, LlamaClient, StreamBrokenError
+from workers.stages.call_llm import analyze
+from workers.stages.normalize import normalize
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +47,28 @@ def client(server: tuple[LlamaStub, ThreadedServer]) -> Iterator[LlamaClient]:
 MESSAGES = [{"role": "user", "content": "what went wrong?"}]
 
 
-def stream(client: LlamaClient, tokens: list[str] | None = None, **kw: object) -> object:
+def stream(
+    client: LlamaClient,
+    tokens: list[str] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Completion:
     sink = tokens if tokens is not None else []
+
+    def on_token(text: str) -> bool:
+        sink.append(text)
+        return True
+
     return client.stream_chat(
-        MESSAGES, max_tokens=400, temperature=0.1, on_token=lambda t: sink.append(t) or True, **kw
-    )  # type: ignore[arg-type]
+        MESSAGES, max_tokens=400, temperature=0.1, on_token=on_token, should_stop=should_stop
+    )
 
 
 def test_streams_tokens_and_timings(stub: LlamaStub, client: LlamaClient) -> None:
     tokens: list[str] = []
     completion = stream(client, tokens)
-    assert "".join(tokens) == stub.config.reply == completion.text  # type: ignore[attr-defined]
-    assert completion.finish_reason == "stop"  # type: ignore[attr-defined]
-    assert completion.timings["predicted_n"] == len(tokens)  # type: ignore[attr-defined]
+    assert "".join(tokens) == stub.config.reply == completion.text
+    assert completion.finish_reason == "stop"
+    assert completion.timings is not None and completion.timings["predicted_n"] == len(tokens)
     assert stub.requests[0]["max_tokens"] == 400 and stub.requests[0]["stream"] is True
 
 
@@ -67,7 +76,7 @@ def test_waits_while_model_loads(stub: LlamaStub, client: LlamaClient) -> None:
     stub.config.loading_until = time.time() + 0.6
     assert client.props().n_ctx == 4096
     stub.config.loading_until = time.time() + 0.6
-    assert stream(client).text == stub.config.reply  # type: ignore[attr-defined]
+    assert stream(client).text == stub.config.reply
 
 
 def test_loading_longer_than_the_bounded_wait_fails(stub: LlamaStub, client: LlamaClient) -> None:
@@ -80,7 +89,7 @@ def test_loading_longer_than_the_bounded_wait_fails(stub: LlamaStub, client: Lla
 
 def test_5xx_before_first_token_is_retried(stub: LlamaStub, client: LlamaClient) -> None:
     stub.config.fail_next = [500, 503]
-    assert stream(client).text == stub.config.reply  # type: ignore[attr-defined]
+    assert stream(client).text == stub.config.reply
     assert len(stub.requests) == 3
 
 
@@ -126,7 +135,7 @@ def test_should_stop_ends_the_wait_for_the_first_token(
 ) -> None:
     stub.config.hang_first_token_s = 0.8
     completion = stream(client, should_stop=lambda: True)
-    assert completion.stopped  # type: ignore[attr-defined]
+    assert completion.stopped
 
 
 def test_token_count_uses_the_server_tokenizer(stub: LlamaStub, client: LlamaClient) -> None:
@@ -229,6 +238,7 @@ def test_prompt_size_counts_the_cached_part(stub: LlamaStub, client: LlamaClient
         temperature=0.1,
     )
     assert first.timings is not None and again.timings is not None
+    assert first.prompt_tokens is not None
     assert again.timings.prompt_n == 1 and again.timings.cache_n == first.prompt_tokens - 1
     assert again.prompt_tokens == first.prompt_tokens
     assert again.prompt_tokens_cached == first.prompt_tokens - 1

@@ -1,19 +1,18 @@
-"""workers.loki_client against an in-memory Loki behind httpx.MockTransport."""
+"""workers.sources.loki against an in-memory Loki behind httpx.MockTransport."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from shared.errors import LokiError, LokiRejectedError
+from shared.retry import RetryPolicy
 from shared.schemas import FetchResult, RawLine
-from workers.loki_client import compute_backoff, fetch_range, parse_retry_after
+from workers.sources.loki import fetch_range
 
 BASE = "http://loki.test:3100"
 QUERY = '{namespace="shop"}'
@@ -176,7 +175,7 @@ def test_retries_429_500_and_timeouts_then_succeeds() -> None:
         _raise(httpx.ReadTimeout),
         _raise(httpx.ConnectError),
     ]
-    result, sleeps, _ = _fetch(loki, backoff_base_s=1.0, backoff_cap_s=30.0)
+    result, sleeps, _ = _fetch(loki, retry=RetryPolicy(attempts=4, base_s=1.0, cap_s=30.0))
     assert [r.line for r in result.lines] == ["x"]
     assert len(sleeps) == 4
     assert sleeps[0] == 2.0  # Retry-After wins over backoff
@@ -188,7 +187,7 @@ def test_retry_exhaustion_raises_loki_error() -> None:
     loki = FakeLoki([])
     loki.script = [_status(503, "Ingester not ready")] * 10
     with pytest.raises(LokiError) as info:
-        _fetch(loki, max_retries=2)
+        _fetch(loki, retry=RetryPolicy(attempts=2))
     assert "503" in info.value.message and "3 attempts" in info.value.message
     assert len(loki.calls) == 3
 
@@ -249,34 +248,3 @@ def test_malformed_answers_raise_loki_error(body: str) -> None:
 def test_bad_arguments(page_size: int, scan_limit: int) -> None:
     with pytest.raises(ValueError):
         _fetch(FakeLoki([]), page_size=page_size, scan_limit=scan_limit)
-
-
-@pytest.mark.parametrize(
-    ("attempt", "jitter", "expected"),
-    [
-        (0, 0.0, 0.25),
-        (0, 1.0, 0.5),
-        (1, 0.5, 0.75),
-        (3, 0.0, 2.0),
-        (10, 0.0, 15.0),
-        (10, 1.0, 30.0),
-        (10_000, 1.0, 30.0),
-        (-1, 0.0, 0.25),
-    ],
-)
-def test_compute_backoff(attempt: int, jitter: float, expected: float) -> None:
-    assert compute_backoff(attempt, 0.5, 30.0, jitter=jitter) == pytest.approx(expected)
-
-
-def test_compute_backoff_random_jitter_stays_in_bounds() -> None:
-    for _ in range(100):
-        assert 1.0 <= compute_backoff(2, 0.5, 30.0) <= 2.0
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-    date = format_datetime(now + timedelta(seconds=7), usegmt=True)
-    assert parse_retry_after("5") == 5.0
-    assert parse_retry_after(date, now=now.timestamp()) == pytest.approx(7.0)
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None

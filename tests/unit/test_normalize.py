@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.schemas import LEVEL_RANK, Entry, Level
-from workers.normalize import MAX_NAMES, normalize
+from workers.stages.normalize import MAX_NAMES, normalize
 
 T0_NS = int(datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
 SECOND = 1_000_000_000

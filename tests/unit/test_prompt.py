@@ -9,8 +9,8 @@ import pytest
 from shared.errors import ContextOverflowError
 from shared.schemas import EvidenceItem, Level
 from tests.stubs.llama_stub import tokenize
-from workers.call_llm import plan_tokens
-from workers.prompt import TEMPLATE_MARGIN_TOKENS, build_prompt, render_user, system_prompt
+from workers.llm.prompt import TEMPLATE_MARGIN_TOKENS, build_prompt, render_user, system_prompt
+from workers.stages.call_llm import plan_tokens
 
 
 def item(n: int, example_words: int = 20) -> EvidenceItem:

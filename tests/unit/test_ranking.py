@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.schemas import LEVEL_RANK, Level
-from workers.ranking import severity
+from workers.evidence.ranking import severity
 
 
 @pytest.mark.parametrize(

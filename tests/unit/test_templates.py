@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.templates import WILDCARD, TemplateMiner, mask
+from workers.evidence.templates import WILDCARD, TemplateMiner, mask
 
 LOGHUB_SMALL = Path(__file__).resolve().parent.parent / "data" / "loghub_small"
 

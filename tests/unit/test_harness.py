@@ -1,4 +1,4 @@
-"""When a process the local stack started dies, the user learns which, how, and what to try."""
+"""When a process the harness started dies, the user learns which, how, and what to try."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api import cli, local_stack
-from api.local_stack import LocalStack, ProcessDiedError, describe_exit
+from cli import harness, main
+from cli.harness import Harness, ProcessDiedError, describe_exit
 
 
 @pytest.mark.parametrize(
@@ -35,9 +35,10 @@ def dying_binary(tmp_path: Path, sig: str = "ILL") -> Path:
 
 
 def test_check_reports_the_signal_and_the_log_tail(tmp_path: Path) -> None:
-    stack = LocalStack(run_dir=tmp_path)
-    proc = stack._spawn("llama-server", [str(dying_binary(tmp_path))])
-    proc.wait(10)
+    stack = Harness(tmp_path)
+    process = stack.spawn("llama-server", [str(dying_binary(tmp_path))])
+    assert process.proc is not None
+    process.proc.wait(10)
     with pytest.raises(ProcessDiedError) as caught:
         stack.check()
     message = str(caught.value)
@@ -50,11 +51,11 @@ def test_check_reports_the_signal_and_the_log_tail(tmp_path: Path) -> None:
 def test_demo_exits_non_zero_and_says_why_when_llama_server_dies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_stack, "llama_server_binary", lambda: dying_binary(tmp_path))
-    monkeypatch.setattr(local_stack, "ROOT", tmp_path)
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.setattr(harness, "llama_server_binary", lambda: dying_binary(tmp_path))
+    monkeypatch.setattr(harness, "ROOT", tmp_path)
+    monkeypatch.setattr(main, "ROOT", tmp_path)
     # Redis is whatever answers (or one the stack starts); the fake llama-server dies first.
-    result = CliRunner().invoke(cli.app, ["demo", "--exit"])
+    result = CliRunner().invoke(main.app, ["demo", "--exit"])
     assert result.exit_code == 4, result.output
     assert "llama-server killed by SIGILL" in result.output
     assert "warming up the model" in result.output

@@ -1,0 +1,130 @@
+"""`log-analyzer`: the demo on the embedded default, and a client for a running service."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.markup import escape
+
+from cli.client import follow, submit
+from cli.harness import (
+    ROOT,
+    LocalStackError,
+    ProcessDiedError,
+    free_port,
+    harness,
+    local_env,
+    redis_answers,
+)
+from cli.render import console, render
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+
+SAMPLE_WINDOW = ("2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z")
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def run_job(api_url: str, body: dict[str, Any], api_key: str | None = None) -> str:
+    """Submit a job, render its events, return its final status."""
+    with httpx.Client(timeout=30) as client:
+        try:
+            accepted = submit(client, api_url, body, api_key)
+        except httpx.HTTPStatusError as exc:
+            console.print(f"[red]rejected ({exc.response.status_code}): {exc.response.text}[/]")
+            raise typer.Exit(2) from exc
+        console.print(
+            f"job [bold]{accepted['job_id']}[/] ({accepted['status_url']})", soft_wrap=True
+        )
+        status = "unknown"
+        for event in follow(client, accepted["events_url"], api_key=api_key):
+            render(event)
+            if event.event == "done":
+                status = event.json["data"]["status"]
+        return status
+
+
+@app.command()
+def demo(
+    namespace: Annotated[str, typer.Option(help="namespace of the sample to analyse")] = "shop",
+    question: Annotated[str | None, typer.Option(help="what to ask the model")] = None,
+    exit_after: Annotated[bool, typer.Option("--exit", help="stop after the answer")] = False,
+    ctx: Annotated[int, typer.Option(help="llama-server context size")] = 4096,
+) -> None:
+    """Analyse the bundled sample incident with the embedded llama-server and SmolLM2."""
+    body = {
+        "time_range": {"start": SAMPLE_WINDOW[0], "end": SAMPLE_WINDOW[1]},
+        "filters": {"namespace": namespace},
+        "limit": 15,
+        "scan_limit": 20_000,
+        "question": question,
+    }
+    try:
+        with harness(ROOT / ".run" / "demo") as stack:
+            with console.status(
+                "starting Redis (if needed), llama-server with SmolLM2-135M, "
+                "a Celery worker, the API and Flower…"
+            ):
+                redis_url = DEFAULT_REDIS if redis_answers(DEFAULT_REDIS) else ""
+                redis_url = redis_url or stack.start_redis().url()
+                env = local_env(redis_url, stack.start_llama(ctx=ctx))
+                stack.start_worker(env)
+                api = stack.start_api(env, port=free_port(8000))
+                flower = stack.start_flower(env)
+            console.print(f"API      {api}   (OpenAPI docs: {api}/docs)")
+            console.print(f"Flower   {flower}")
+            console.print(f"LLM      {stack.urls['llama-server']}   logs: {stack.run_dir}")
+            try:
+                with stack.watchdog():
+                    status = run_job(api, body)
+                    if not exit_after:
+                        console.print("services keep running for you to explore; Ctrl-C stops them")
+                        signal.pause()
+            except (KeyboardInterrupt, httpx.HTTPError):
+                stack.check()  # a process died (the watchdog interrupted us): say which
+                raise
+            raise typer.Exit(0 if status == "succeeded" else 1)
+    except KeyboardInterrupt:
+        console.print("\nstopping what the demo started")
+    except ProcessDiedError as exc:
+        console.print(f"[red]✖ {escape(str(exc))}[/]", soft_wrap=True)
+        raise typer.Exit(4) from exc
+    except LocalStackError as exc:
+        console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(3) from exc
+
+
+@app.command()
+def analyze(
+    namespace: str,
+    since: Annotated[int, typer.Option(help="minutes back from now")] = 60,
+    pod: Annotated[str | None, typer.Option(help="RE2 regex on the pod name")] = None,
+    question: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(help="templates shown to the model")] = 15,
+    api_url: Annotated[str, typer.Option(envvar="LOG_ANALYZER_URL")] = "http://127.0.0.1:8000",
+) -> None:
+    """Ask a running service what went wrong in NAMESPACE, and watch the answer stream."""
+    end = datetime.now(UTC)
+    body = {
+        "time_range": {
+            "start": (end - timedelta(minutes=since)).isoformat(),
+            "end": end.isoformat(),
+        },
+        "filters": {"namespace": namespace, "pod": pod},
+        "limit": limit,
+        "question": question,
+    }
+    status = run_job(api_url, body, os.environ.get("LOG_ANALYZER_API_KEY"))
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

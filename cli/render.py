@@ -1,0 +1,74 @@
+"""Print job events the way a person wants to watch them (the demo and `analyze`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from cli.client import SseEvent
+from shared.schemas import (
+    CancelledData,
+    DoneData,
+    Event,
+    JobError,
+    JobResult,
+    RetryData,
+    Stage,
+    StageEventData,
+    TokenData,
+    event_data,
+)
+
+console = Console(highlight=False)
+EVIDENCE_ROWS = 15
+
+
+def render(sse: SseEvent) -> None:
+    """Print one job event."""
+    data = event_data(Event.model_validate(sse.json))
+    if isinstance(data, StageEventData):
+        _stage(data)
+    elif isinstance(data, TokenData):
+        console.print(data.text, end="", markup=False)
+    elif isinstance(data, RetryData):
+        console.print(f"\n[yellow]↻ retry ({data.reason}): the answer restarts[/]", markup=True)
+    elif isinstance(data, JobResult):
+        _evidence(data)
+    elif isinstance(data, JobError):
+        console.print(f"\n[red]✖ {data.code}: {data.message}[/]")
+    elif isinstance(data, CancelledData):
+        console.print("\n[yellow]cancelled[/]")
+    elif isinstance(data, DoneData):
+        console.print(f"[bold]job {data.status.value}[/]")
+
+
+def _stage(data: StageEventData) -> None:
+    if data.state == "started":
+        console.print(f"[cyan]▶ {data.stage.value}[/]")
+        if data.stage is Stage.CALL_LLM:
+            console.rule("answer (streamed from the model)")
+        return
+    if data.stage is Stage.CALL_LLM:
+        console.print()
+        console.rule()
+    summary = data.counts.summary() if data.counts is not None else ""
+    console.print(f"[green]✔ {data.stage.value}[/] {data.duration_ms or 0:,.0f} ms: {summary}")
+
+
+def _evidence(result: JobResult) -> None:
+    console.print()
+    console.rule("evidence the model was given")
+    table = Table("id", "level", "count", "first seen", "template", show_lines=False)
+    for item in result.evidence[:EVIDENCE_ROWS]:
+        table.add_row(
+            item.template_id,
+            item.level.value,
+            str(item.count),
+            f"{item.first_seen:%H:%M:%S}",
+            item.template[:100],
+        )
+    console.print(table)
+    if result.evidence_omitted:
+        console.print(
+            f"({result.evidence_omitted} lower-ranked templates left out to fit the context)"
+        )
