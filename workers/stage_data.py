@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.job_store import JobStore
 from shared.schemas import Entry, FetchResult, Level, NormalizeResult, RawLine, Stage
+from workers.stages.query_loki import Fetched
 
 
 def encode_fetch(result: FetchResult) -> dict[str, Any]:
@@ -42,32 +43,59 @@ def decode_fetch(payload: dict[str, Any]) -> list[RawLine]:
 
 def encode_entries(entries: list[Entry]) -> list[list[Any]]:
     return [
-        [e.ts_ns, e.namespace, e.pod, e.container, e.node, e.level.value, e.message, e.fields]
+        [
+            e.ts_ns,
+            e.namespace,
+            e.pod,
+            e.container,
+            e.node,
+            e.level.value,
+            e.message,
+            e.fields,
+            e.keep,
+            e.raw,
+        ]
         for e in entries
     ]
 
 
 def decode_entries(rows: list[list[Any]]) -> list[Entry]:
     return [
-        Entry(ts, ns, pod, container, node, Level(level), message, fields)
-        for ts, ns, pod, container, node, level, message, fields in rows
+        Entry(ts, ns, pod, container, node, Level(level), message, fields, keep, raw)
+        for ts, ns, pod, container, node, level, message, fields, keep, raw in rows
     ]
 
 
-def save_lines(store: JobStore, job_id: str, result: FetchResult) -> None:
-    store.put_stage_data(job_id, Stage.QUERY_LOKI, encode_fetch(result))
+def save_lines(store: JobStore, job_id: str, fetched: Fetched) -> None:
+    previous = None if fetched.previous is None else encode_fetch(fetched.previous)
+    payload = {"current": encode_fetch(fetched.current), "previous": previous}
+    store.put_stage_data(job_id, Stage.QUERY_LOKI, payload)
 
 
-def load_lines(store: JobStore, job_id: str) -> list[RawLine]:
-    return decode_fetch(store.get_stage_data(job_id, Stage.QUERY_LOKI))
+def load_lines(store: JobStore, job_id: str) -> tuple[list[RawLine], list[RawLine] | None]:
+    """The window's lines and the window before's (None when it was not read)."""
+    payload = store.get_stage_data(job_id, Stage.QUERY_LOKI)
+    previous = payload["previous"]
+    return decode_fetch(payload["current"]), None if previous is None else decode_fetch(previous)
 
 
-def save_entries(store: JobStore, job_id: str, entries: list[Entry]) -> None:
-    store.put_stage_data(job_id, Stage.FLATTEN, encode_entries(entries))
+def save_entries(
+    store: JobStore, job_id: str, entries: list[Entry], previous: list[Entry] | None
+) -> None:
+    payload = {
+        "current": encode_entries(entries),
+        "previous": None if previous is None else encode_entries(previous),
+    }
+    store.put_stage_data(job_id, Stage.FLATTEN, payload)
 
 
-def load_entries(store: JobStore, job_id: str) -> list[Entry]:
-    return decode_entries(store.get_stage_data(job_id, Stage.FLATTEN))
+def load_entries(store: JobStore, job_id: str) -> tuple[list[Entry], list[Entry] | None]:
+    payload = store.get_stage_data(job_id, Stage.FLATTEN)
+    previous = payload["previous"]
+    return (
+        decode_entries(payload["current"]),
+        None if previous is None else decode_entries(previous),
+    )
 
 
 def save_evidence(store: JobStore, job_id: str, result: NormalizeResult) -> None:

@@ -16,10 +16,12 @@ from shared.schemas.events import (
     TokenData,
     event_data,
 )
+from shared.schemas.findings import Findings
 from shared.schemas.jobs import (
     COUNTS_MODELS,
     STAGES,
     TERMINAL_STATUSES,
+    Citations,
     JobAccepted,
     JobError,
     JobResult,
@@ -29,13 +31,12 @@ from shared.schemas.jobs import (
     Stage,
     StageCounts,
 )
+from shared.schemas.levels import LEVEL_RANK, Level
 from shared.schemas.pipeline import (
-    LEVEL_RANK,
     Entry,
     EvidenceItem,
     FetchResult,
     FlattenCounts,
-    Level,
     LlmCounts,
     NormalizeCounts,
     NormalizeResult,
@@ -56,6 +57,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "AnalysisRequest",
     "CancelledData",
+    "Citations",
     "DoneData",
     "Entry",
     "Event",
@@ -63,6 +65,7 @@ __all__ = [
     "EvidenceItem",
     "FetchResult",
     "Filters",
+    "Findings",
     "FlattenCounts",
     "JobAccepted",
     "JobError",

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-
-class Level(StrEnum):
-    """Severity of one log entry, most severe first in `LEVEL_RANK`."""
-
-    FATAL = "fatal"
-    ERROR = "error"
-    WARN = "warn"
-    INFO = "info"
-    DEBUG = "debug"
-    UNKNOWN = "unknown"
-
-
-LEVEL_RANK: dict[Level, int] = {
-    Level.FATAL: 5,
-    Level.ERROR: 4,
-    Level.WARN: 3,
-    Level.UNKNOWN: 2,
-    Level.INFO: 1,
-    Level.DEBUG: 0,
-}
-
+from shared.schemas.findings import Findings
+from shared.schemas.levels import Level
 
 # Hot path: dataclasses, not pydantic.
 
@@ -56,7 +36,13 @@ class FetchResult:
 
 @dataclass(slots=True)
 class Entry:
-    """One log event after flattening: multi-line events already joined."""
+    """One log event after flattening: multi-line events already joined.
+
+    `message` is what templates are mined from; for a JSON or logfmt line it is the message
+    field followed by the descriptive fields as `name=value`. `keep` holds the fields whose
+    values name the problem and must not be masked (`status=503 code=ECONNRESET`), `raw`
+    the whole line as logged ("" when it is the message itself).
+    """
 
     ts_ns: int
     namespace: str
@@ -66,6 +52,8 @@ class Entry:
     level: Level
     message: str
     fields: dict[str, str] = field(default_factory=dict)
+    keep: str = ""
+    raw: str = ""
 
 
 class EvidenceItem(BaseModel):
@@ -81,6 +69,13 @@ class EvidenceItem(BaseModel):
     containers: list[str]
     examples: list[str]
     score: float = 0.0
+    fingerprint: str = ""
+    new: bool | None = Field(
+        default=None, description="absent from the previous window (null: that was not read)"
+    )
+    steady: bool = Field(
+        default=False, description="background: seen before the window, or all through it"
+    )
 
 
 class NormalizeResult(BaseModel):
@@ -88,6 +83,7 @@ class NormalizeResult(BaseModel):
     entries: int
     templates: int
     redactions: int
+    findings: Findings | None = None
 
 
 # --- What each stage reports when it finishes ----------------------------------------------
@@ -109,6 +105,8 @@ class QueryCounts(StageCountsBase):
     dropped: int
     pages: int
     redactions: int
+    previous_seen: int | None = None  # lines of the window before; None: it was not read
+    previous_note: str = ""
 
     def summary(self) -> str:
         return (
@@ -120,6 +118,7 @@ class QueryCounts(StageCountsBase):
 class FlattenCounts(StageCountsBase):
     lines: int
     entries: int
+    previous_entries: int | None = None
 
     def summary(self) -> str:
         return f"{self.entries:,} log events from {self.lines:,} lines"

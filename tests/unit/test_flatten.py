@@ -77,15 +77,25 @@ def only(lines: list[RawLine]) -> Entry:
         ('{"msg":"WARN cache nearly full"}', Level.WARN, "WARN cache nearly full"),
         # ECS error object: its message is the message of last resort.
         ('{"error":{"type":"IOError","message":"disk full"}}', Level.ERROR, "disk full"),
-        # Kubernetes events carry their severity in `type`.
+        # Kubernetes events call every abnormal event `Warning`: their words decide.
         (
             '{"reason":"Unhealthy","message":"Readiness probe failed: HTTP probe failed with '
             'statuscode: 503","type":"Warning"}',
-            Level.WARN,
+            Level.ERROR,
             "Readiness probe failed: HTTP probe failed with statuscode: 503",
         ),
+        (
+            '{"reason":"BackOff","message":"Back-off pulling image","type":"Warning"}',
+            Level.UNKNOWN,
+            "Back-off pulling image",
+        ),
+        (
+            '{"reason":"Pulled","message":"Container image pulled","type":"Normal"}',
+            Level.INFO,
+            "Container image pulled",
+        ),
         # No message key: the whole line.
-        ('{"ts":1,"foo":"bar"}', Level.UNKNOWN, '{"ts":1,"foo":"bar"}'),
+        ('{"ts":1,"foo":"bar"}', Level.UNKNOWN, "foo=bar"),
         # Looks like JSON but is not: a plain line.
         ("{not json} ERROR here", Level.ERROR, "{not json} ERROR here"),
         ('{"level":"info","msg":"x"} trailing', Level.UNKNOWN, None),
@@ -95,9 +105,9 @@ def only(lines: list[RawLine]) -> Entry:
             Level.ERROR,
             'db "down" error=connection refused',
         ),
-        ("level=warn msg=retrying attempt=3", Level.WARN, "retrying"),
+        ("level=warn msg=retrying attempt=3", Level.WARN, "retrying attempt=3"),
         ('time=1 lvl=info msg="two\\nlines \\u00e9 \\\\ \\t."', Level.INFO, "two\nlines é \\ \t."),
-        ('level=info msg="all good" errors=0', Level.INFO, "all good"),
+        ('level=info msg="all good" errors=0', Level.INFO, "all good errors=0"),
         (
             'logger=context t=2026-11-24T10:00:00Z level=info msg="Request Completed" status=200',
             Level.INFO,
@@ -466,3 +476,44 @@ def test_output_is_ordered_by_timestamp() -> None:
 
 def test_empty_input() -> None:
     assert flatten([]) == []
+
+
+# --- Structured lines keep what names the problem --------------------------------------------
+
+
+def test_a_logfmt_line_keeps_the_config_key_it_is_about() -> None:
+    line = (
+        'level=fatal msg="missing required config" key=DATABASE_URL hint="set it in the deployment"'
+    )
+    entry = only([raw(line)])
+    assert entry.level is Level.FATAL
+    assert (
+        entry.message == 'missing required config key=DATABASE_URL hint="set it in the deployment"'
+    )
+    assert entry.raw == line
+
+
+def test_ids_and_times_are_left_out_and_status_codes_kept_unmasked() -> None:
+    line = (
+        '{"ts":"2026-11-24T10:00:00Z","level":"error","msg":"upstream failed",'
+        '"trace_id":"4bf92f3577b34da6","upstream":"payments","status":503,"attempt":2}'
+    )
+    entry = only([raw(line)])
+    assert entry.message == "upstream failed upstream=payments attempt=2"
+    assert entry.keep == "status=503"
+    assert entry.raw == line
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ('psycopg2.errors.DiskFull: could not extend file "base/16384/2619"', Level.ERROR),
+        ("requests.exceptions.ConnectionError: HTTPSConnectionPool(host='x')", Level.ERROR),
+        ("sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) timeout", Level.ERROR),
+        ("thread 'main' panicked at src/main.rs:10:5:", Level.FATAL),
+        ("thread 'tokio-runtime-worker' panicked at 'called `Result::unwrap()`'", Level.FATAL),
+        ("com.example.Config: loaded 12 keys", Level.UNKNOWN),
+    ],
+)
+def test_exception_and_panic_lines_without_a_level_word(line: str, level: Level) -> None:
+    assert only([raw(line)]).level is level

@@ -111,10 +111,14 @@ def test_stage_events_announce_start_and_finish_with_counts(store: JobStore) -> 
         "counts": None,
         "duration_ms": None,
     }
-    assert finished["data"]["counts"] == {"lines": 3, "entries": 2}
+    assert finished["data"]["counts"] == {"lines": 3, "entries": 2, "previous_entries": None}
     fields = store.fields(JOB)
     assert fields["status"] == "running" and fields["stage"] == "flatten"
-    assert json.loads(fields["counts:flatten"]) == {"lines": 3, "entries": 2}
+    assert json.loads(fields["counts:flatten"]) == {
+        "lines": 3,
+        "entries": 2,
+        "previous_entries": None,
+    }
 
 
 def test_stage_events_finish_the_job_after_the_last_stage(store: JobStore) -> None:

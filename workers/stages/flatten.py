@@ -41,8 +41,9 @@ Rules, in the order they apply to each line:
    first token ending in `Exception` or `Error` (`ValueError: x`); Loki's
    `detected_level`; the leftmost weak marker: the whole lower-case word `error`,
    `exception`, `failed`, `failure`, `fatal`, `panic`, `warn` or `warning` not followed
-   by `=` (so `errors=0` and `error=nil` are not errors, but "no error" is: perfection is
-   not the goal); else UNKNOWN. Level names map as `CRITICAL`/`EMERG`/`ALERT`/`PANIC` →
+   by `=` and not part of a path or a compound name (so `errors=0`, `error=nil` and
+   `/error-pages/404` are not errors, but "no error" is: perfection is not the goal); else
+   UNKNOWN. Level names map as `CRITICAL`/`EMERG`/`ALERT`/`PANIC` →
    fatal, `SEVERE` → error, `NOTICE`/`LOG` → info, `TRACE` → debug.
 
 Output is ordered by timestamp (stable for equal timestamps).
@@ -66,6 +67,9 @@ MAX_EVENT_CHARS: Final = 16 * 1024
 MAX_FIELD_CHARS: Final = 2_000
 MAX_SUMMARY_CHARS: Final = 200
 """Longest `error=...` summary appended to a structured message."""
+MAX_DESCRIBED_FIELDS: Final = 6
+"""Descriptive fields of a structured line added to its message, at most."""
+MAX_DESCRIBED_CHARS: Final = 80
 
 _LEVEL_NAMES: Final[dict[str, Level]] = {
     **dict.fromkeys(
@@ -81,7 +85,7 @@ _LEVEL_NAMES: Final[dict[str, Level]] = {
 }
 _SEVERE: Final = frozenset((Level.WARN, Level.ERROR, Level.FATAL))
 
-# `type` comes last: Kubernetes events carry their severity there (`Warning`, `Normal`).
+# `type` comes last: Kubernetes events carry their kind there (`Normal`, `Warning`).
 _LEVEL_KEYS: Final = (
     "level",
     "lvl",
@@ -123,6 +127,25 @@ _SUMMARY_KEYS: Final = (
     "traceback",
     "panic",
     "error.type",
+)
+# Fields that say nothing about what happened (times, ids, where in the code, who logged it):
+# left out of the message a structured line is mined from.
+_NOISE_KEYS: Final = frozenset(
+    """
+    time ts timestamp @timestamp @t t date datetime time_local
+    trace_id traceid traceId trace span_id spanid spanId dd.trace_id dd.span_id
+    request_id requestId req_id reqId x_request_id correlation_id correlationId
+    caller logger logger_name name source file line lineno func function method_name
+    thread thread_name goroutine pid tid hostname host service service_name app
+    application version env environment component module
+    """.split()
+)
+# Fields whose values name the problem: kept unmasked (a status 503 is not a 200).
+_KEEP_KEYS: Final = frozenset(
+    """
+    status status_code statusCode http_status code error_code errorCode exit_code
+    exitCode grpc_code grpc_status sqlstate errno reason
+    """.split()
 )
 _LEVEL_ROLE, _MESSAGE_ROLE, _ERROR_ROLE = 0, 1, 2
 # What a known key is for, and its priority within its role (lower wins).
@@ -166,7 +189,10 @@ _STRONG_RE: Final = re.compile(
     r"|(?:level|lvl|severity)=\"?(\w+)"
     r")"
 )
-_WEAK_RE: Final = re.compile(r"\b(error|exception|failed|failure|fatal|panic|warn|warning)\b(?!=)")
+# Not inside a path, a URL or a compound name (`/error-pages/404`, `error_rate=0`).
+_WEAK_RE: Final = re.compile(
+    r"(?<![\w/.-])(error|exception|failed|failure|fatal|panic|warn|warning)(?![\w=/.-])"
+)
 _WEAK_LEVELS: Final = {
     "error": Level.ERROR,
     "exception": Level.ERROR,
@@ -180,11 +206,21 @@ _WEAK_LEVELS: Final = {
 # Substring tests are far cheaper than the regex, which only runs when one matches.
 _WEAK_HINTS: Final = ("err", "fail", "warn", "exception", "fatal", "panic")
 
+# A raised exception named by its module path, whatever its class is called:
+# `psycopg2.errors.DiskFull:`, `requests.exceptions.ConnectionError:`, `sqlalchemy.exc.X:`.
+_DOTTED_EXCEPTION_RE: Final = re.compile(
+    r"(?:[a-z_][\w]*\.)*(?:errors|exceptions|exc|error)\.(?:[a-z_][\w]*\.)*[A-Z]\w*:$"
+)
+# An exception line whose class says so: `OSError: [Errno 30] ...`, `pkg.errors.DiskFull:`.
+_BARE_EXCEPTION_RE: Final = re.compile(
+    r"(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Warning)(?::|$)"
+    r"|(?:[a-z_][\w]*\.)*(?:errors|exceptions|exc)\.[A-Z]\w*:"
+)
 # A Python exception line: `ValueError: x`, `pkg.mod.CustomError`, `KeyboardInterrupt`.
 _PY_EXCEPTION_RE: Final = re.compile(r"[A-Za-z_][\w.]*(?::|$)")
 # A Java/Kotlin exception line: a qualified class name ending in Exception/Error/Throwable.
 _JAVA_EXCEPTION_RE: Final = re.compile(
-    r"(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::|$)"
+    r"(?:[a-z_$][\w$]*\.)+(?:[A-Z][\w$]*)?(?:Exception|Error|Throwable)(?::|$)"
 )
 # Python traceback states of an event.
 _PY_NONE, _PY_BODY, _PY_DONE, _PY_CHAINED = 0, 1, 2, 3
@@ -293,7 +329,11 @@ def _may_continue(entry: Entry, text: str) -> bool:
         return ":  " in text
     if text.startswith(_FIRST_CONTINUATIONS):
         return True
-    return first.islower() and entry.level in _SEVERE  # a bare Java exception line
+    if entry.level not in _SEVERE:
+        return False
+    # A bare exception line: Java's `java.lang.X: ...`, or Python's `OSError: ...` when a
+    # line filter kept the head and the last line of a traceback but not the frames.
+    return first.islower() or _BARE_EXCEPTION_RE.match(text) is not None
 
 
 def _join(event: _Event, text: str) -> bool:
@@ -337,7 +377,7 @@ def _join(event: _Event, text: str) -> bool:
         event.go = True
         event.add(text)
         return True
-    if event.lines == 1 and _JAVA_EXCEPTION_RE.match(text):
+    if event.lines == 1 and (_JAVA_EXCEPTION_RE.match(text) or _BARE_EXCEPTION_RE.match(text)):
         fields.setdefault("exception", text[:MAX_FIELD_CHARS])
         event.add(text)
         return True
@@ -397,8 +437,9 @@ def _start(
                 structured = parsed.pairs if parsed.is_structured() else None
 
     level: Level | None
+    keep = ""
     if structured is not None:
-        level, message, fields = _from_fields(structured, text)
+        level, message, fields, keep = _from_fields(structured, text)
         if level is None:
             level = _LEVEL_NAMES.get(labels.get("detected_level", ""))
         if level is None and any(name in fields for name in _SUMMARY_KEYS):
@@ -417,6 +458,7 @@ def _start(
         message = message[:MAX_EVENT_CHARS]
     entry = Entry(ts_ns, key[0], key[1], key[2], labels.get("node", ""), level, message, fields)
     if structured is not None:
+        entry.keep, entry.raw = keep, text
         return entry, None
     event: _Event | None = None
     if text.startswith(_TRACEBACK):
@@ -449,8 +491,10 @@ def _plain_level(text: str) -> Level | None:
             return found
     space = text.find(" ")
     token = text if space < 0 else text[:space]
-    if token.endswith(_EXCEPTION_TOKEN_ENDS):
+    if token.endswith(_EXCEPTION_TOKEN_ENDS) or _DOTTED_EXCEPTION_RE.match(token):
         return Level.ERROR
+    if "panicked at" in text:  # Rust: thread 'main' panicked at src/main.rs:10:5
+        return Level.FATAL
     return None
 
 
@@ -464,17 +508,26 @@ def _weak_level(text: str) -> Level | None:
     return None
 
 
-def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, dict[str, str]]:
-    """Level, message and error fields of a JSON object or logfmt pairs."""
+def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, dict[str, str], str]:
+    """Level, message, error fields and the fields kept unmasked of a JSON object or logfmt
+    pairs. The message is the message field followed by the descriptive fields."""
     # One pass over the object's own keys: cheaper than probing for every known key.
     level: Level | None = None
     level_rank = len(_LEVEL_KEYS)
     message: str | None = None
     message_rank = len(_MESSAGE_KEYS)
     fields: dict[str, str] = {}
+    described: list[str] = []
+    kept: list[str] = []
     for name, value in obj.items():
         role = _ROLES.get(name)
         if role is None:
+            if name not in _NOISE_KEYS and isinstance(value, str | int | float | bool):
+                pair = _render_pair(name, value)
+                if name in _KEEP_KEYS:
+                    kept.append(pair)
+                elif len(described) < MAX_DESCRIBED_FIELDS:
+                    described.append(pair)
             continue
         kind, rank = role
         if kind == _ERROR_ROLE:
@@ -486,6 +539,10 @@ def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, d
         elif kind == _LEVEL_ROLE:
             if rank < level_rank:
                 found = _level_of(value)
+                # Kubernetes events call every abnormal event `Warning`: let the words of a
+                # `type=Warning` event decide (`Failed to pull image` is an error).
+                if found is Level.WARN and name == "type":
+                    found = None
                 if found is not None:
                     level, level_rank = found, rank
         elif isinstance(value, str):
@@ -496,9 +553,14 @@ def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, d
             if found is not None:
                 level, level_rank = found, _LOG_LEVEL_RANK
 
+    keep = " ".join(kept)
     if message is None:
         message = fields.get("error.message")
-        return level, raw if message is None else message, fields
+    if message is None:
+        # No message field: the descriptive fields are the message, or the line itself.
+        return level, " ".join(described) if described or kept else raw, fields, keep
+    if described:
+        message = f"{message} {' '.join(described)}"
     for name in _SUMMARY_KEYS:
         error = fields.get(name)
         if error is not None:
@@ -506,7 +568,16 @@ def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, d
             if summary and summary not in message:
                 message = f"{message} error={summary}"
             break
-    return level, message, fields
+    return level, message, fields, keep
+
+
+def _render_pair(name: str, value: str | int | float | bool) -> str:
+    """`name=value`, quoted when the value has spaces, cut to MAX_DESCRIBED_CHARS."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    text = text[:MAX_DESCRIBED_CHARS].replace("\n", " ")
+    if not text or " " in text or '"' in text:
+        return f'{name}="{text.replace(chr(34), chr(39))}"'
+    return f"{name}={text}"
 
 
 def _level_of(value: Any) -> Level | None:
@@ -551,7 +622,15 @@ def _summarize(error: str) -> str:
     return line[:MAX_SUMMARY_CHARS]
 
 
-def run(lines: Sequence[RawLine]) -> tuple[list[Entry], FlattenCounts]:
-    """The flatten stage: entries from `lines`, and how many of each."""
+def run(
+    lines: Sequence[RawLine], previous: Sequence[RawLine] | None = None
+) -> tuple[list[Entry], list[Entry] | None, FlattenCounts]:
+    """The flatten stage: entries of the window (and of the window before), and counts."""
     entries = flatten(lines)
-    return entries, FlattenCounts(lines=len(lines), entries=len(entries))
+    earlier = None if previous is None else flatten(previous)
+    counts = FlattenCounts(
+        lines=len(lines),
+        entries=len(entries),
+        previous_entries=None if earlier is None else len(earlier),
+    )
+    return entries, earlier, counts

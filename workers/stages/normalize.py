@@ -1,10 +1,15 @@
-"""Normalize stage: redact, mine templates and rank them into evidence for the model."""
+"""Normalize stage: redact, mine templates, rank them into evidence and compute findings.
+
+One pass over the entries, holding state per distinct masked message (bounded by the
+miner), never per entry: the window's entries and the previous window's are mined by the
+same miner, so a template seen in both is recognised as steady and one seen only now as new.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from shared.schemas import (
     LEVEL_RANK,
@@ -14,21 +19,32 @@ from shared.schemas import (
     NormalizeCounts,
     NormalizeResult,
 )
-from workers.evidence.ranking import TemplateStats, rank
+from shared.schemas.findings import PreviousWindow, Searched
+from workers.evidence.findings import Template, cause_candidates, compute_findings, utc
+from workers.evidence.ranking import TemplateStats, Window, rank
 from workers.evidence.redact import redact
-from workers.evidence.templates import TemplateMiner
+from workers.evidence.templates import TemplateMiner, fingerprint, mask
 
 MAX_NAMES = 10  # pods / containers listed per template
 STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
 MAX_MINED_CHARS = 1000  # the miner sees the first line of a message, at most this long
-TIME_BINS = 32  # the window is cut into this many bins to measure burstiness
+TIME_BINS = 32  # the window is cut into this many bins to measure burstiness and coverage
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """The analysed window and what was searched (for the findings)."""
+
+    start_ns: int
+    end_ns: int
+    query: str = ""
+    lines_scanned: int | None = None  # None: the number of entries
+    previous: PreviousWindow | None = None
 
 
 @dataclass(slots=True)
 class _Acc:
-    """Running per-template state; every field is bounded."""
+    """Running state of one masked message (then of one template); every field is bounded."""
 
     count: int = 0
     first_ns: int = 0
@@ -37,52 +53,74 @@ class _Acc:
     pods: set[str] = field(default_factory=set)
     containers: set[str] = field(default_factory=set)
     examples: list[str] = field(default_factory=list)
-    bins: dict[int, int] = field(default_factory=dict)
+    bins: Counter[int] = field(default_factory=Counter)
+
+    def merge(self, other: _Acc, max_examples: int) -> None:
+        if self.count == 0:
+            self.first_ns, self.last_ns = other.first_ns, other.last_ns
+        self.count += other.count
+        self.first_ns = min(self.first_ns, other.first_ns)
+        self.last_ns = max(self.last_ns, other.last_ns)
+        if LEVEL_RANK[other.level] > LEVEL_RANK[self.level]:
+            self.level = other.level
+        self.pods |= set(sorted(other.pods)[: MAX_NAMES - len(self.pods)])
+        self.containers |= set(sorted(other.containers)[: MAX_NAMES - len(self.containers)])
+        for example in other.examples:
+            if len(self.examples) < max_examples and example not in self.examples:
+                self.examples.append(example)
+        self.bins.update(other.bins)
 
 
-def _utc(ts_ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+def mined_text(entry: Entry, text: str) -> str:
+    """What the miner sees: the masked first line, then the fields kept as they are."""
+    head = mask(text.split("\n", 1)[0][:MAX_MINED_CHARS])
+    return f"{head} {entry.keep}" if entry.keep else head
 
 
-def _mined_text(message: str) -> str:
-    head = message.split("\n", 1)[0]
-    return head[:MAX_MINED_CHARS]
+def _example(text: str) -> str:
+    if len(text) <= STORED_EXAMPLE_CHARS:
+        return text
+    return text[: STORED_EXAMPLE_CHARS - 1] + "…"
 
 
-def _example(message: str) -> str:
-    if len(message) <= STORED_EXAMPLE_CHARS:
-        return message
-    return message[: STORED_EXAMPLE_CHARS - 1] + "…"
+def _window_of(entries: Iterable[Entry]) -> WindowInfo:
+    times = [e.ts_ns for e in entries]
+    return WindowInfo(min(times, default=0), max(times, default=0) + 1)
 
 
 def normalize(
-    entries: Sequence[Entry], *, max_evidence: int = 200, max_examples: int = 3
+    entries: Iterable[Entry],
+    *,
+    previous: Iterable[Entry] | None = None,
+    window: WindowInfo | None = None,
+    max_evidence: int = 200,
+    max_examples: int = 3,
 ) -> NormalizeResult:
-    """Redact and mine `entries` into templates; return the best `max_evidence` of them.
+    """Redact and mine `entries` into templates; the best `max_evidence` become evidence.
 
     Messages are redacted before mining, so no secret reaches a template or an example.
-    Evidence is ordered best first and numbered `T1`, `T2`, ... in that order.
+    Evidence is ordered best first and numbered `T1`, `T2`, ... in that order; findings cite
+    those ids. `previous` are the entries of the window before (None: it was not read).
     """
+    if window is None:
+        entries = list(entries)
+        window = _window_of(entries)
+    span = max(window.end_ns - window.start_ns, 1)
+    bin_ns = span // TIME_BINS + 1
     miner = TemplateMiner()
-    redactions = 0
-    texts: list[str] = []
-    sids: list[int] = []
+    signatures: dict[int, _Acc] = {}
+    pods: Counter[str] = Counter()
+    containers: Counter[str] = Counter()
+    nodes: Counter[str] = Counter()
+    redactions = total = 0
     for entry in entries:
-        text, count = redact(entry.message)
-        redactions += count
-        texts.append(text)
-        sids.append(miner.add(_mined_text(text)))
-    if not entries:
-        return NormalizeResult(evidence=[], entries=0, templates=0, redactions=0)
-
-    start_ns = min(e.ts_ns for e in entries)
-    bin_ns = max((max(e.ts_ns for e in entries) - start_ns) // TIME_BINS + 1, 1)
-    accs: dict[int, _Acc] = {}
-    for entry, text, sid in zip(entries, texts, sids, strict=True):
-        tid = miner.resolve(sid)
-        acc = accs.get(tid)
+        text, found = redact(entry.message)
+        redactions += found
+        total += 1
+        sid = miner.add_masked(mined_text(entry, text))
+        acc = signatures.get(sid)
         if acc is None:
-            acc = accs[tid] = _Acc(first_ns=entry.ts_ns, last_ns=entry.ts_ns)
+            acc = signatures[sid] = _Acc(first_ns=entry.ts_ns, last_ns=entry.ts_ns)
         acc.count += 1
         acc.first_ns = min(acc.first_ns, entry.ts_ns)
         acc.last_ns = max(acc.last_ns, entry.ts_ns)
@@ -92,53 +130,100 @@ def normalize(
             acc.pods.add(entry.pod)
         if entry.container and len(acc.containers) < MAX_NAMES:
             acc.containers.add(entry.container)
-        example = _example(text)
-        if len(acc.examples) < max_examples and example not in acc.examples:
-            acc.examples.append(example)
-        b = (entry.ts_ns - start_ns) // bin_ns
-        acc.bins[b] = acc.bins.get(b, 0) + 1
+        if len(acc.examples) < max_examples:
+            # The whole line as logged (a JSON object, a logfmt line), redacted.
+            example = _example(redact(entry.raw)[0] if entry.raw else text)
+            if example not in acc.examples:
+                acc.examples.append(example)
+        acc.bins[min(max((entry.ts_ns - window.start_ns) // bin_ns, 0), TIME_BINS - 1)] += 1
+        if LEVEL_RANK[entry.level] >= LEVEL_RANK[Level.WARN]:
+            pods[entry.pod] += 1
+            containers[entry.container] += 1
+            nodes[entry.node] += 1
+    before: Counter[int] = Counter()
+    for entry in previous or ():
+        before[miner.add_masked(mined_text(entry, redact(entry.message)[0]))] += 1
 
-    templates = miner.templates
-    tids = list(accs)
+    templates: dict[int, _Acc] = {}
+    earlier: Counter[int] = Counter()
+    for sid, acc in signatures.items():
+        templates.setdefault(miner.resolve(sid), _Acc()).merge(acc, max_examples)
+    for sid, count in before.items():
+        earlier[miner.resolve(sid)] += count
+    mined = miner.templates
+    tids = list(templates)
     stats = [
         TemplateStats(
-            template=templates[tid].text,
-            level=accs[tid].level,
-            count=accs[tid].count,
-            first_ns=accs[tid].first_ns,
-            last_ns=accs[tid].last_ns,
-            peak=max(accs[tid].bins.values()),
+            template=mined[tid].text,
+            level=templates[tid].level,
+            count=templates[tid].count,
+            first_ns=templates[tid].first_ns,
+            last_ns=templates[tid].last_ns,
+            peak=max(templates[tid].bins.values()),
+            coverage=len(templates[tid].bins) / TIME_BINS,
+            previous=earlier[tid] if previous is not None else None,
         )
         for tid in tids
     ]
-    evidence = []
-    for n, (i, value) in enumerate(rank(stats)[:max_evidence], start=1):
-        acc = accs[tids[i]]
-        evidence.append(
-            EvidenceItem(
-                template_id=f"T{n}",
-                template=stats[i].template,
-                level=acc.level,
-                count=acc.count,
-                first_seen=_utc(acc.first_ns),
-                last_seen=_utc(acc.last_ns),
-                pods=sorted(acc.pods),
-                containers=sorted(acc.containers),
-                examples=acc.examples,
-                score=round(value, 4),
-            )
+    ranked = rank(stats, Window(window.start_ns, window.end_ns))
+    # The probable causes lead the evidence: the model reads them first, T1 names the cause.
+    causes = cause_candidates(stats, ranked)
+    lead = sorted((r for r in ranked if r.index in causes), key=lambda r: causes.index(r.index))
+    ordered = lead + [r for r in ranked if r.index not in causes]
+    evidence: dict[int, EvidenceItem] = {}
+    for n, r in enumerate(ordered[:max_evidence], start=1):
+        acc, s = templates[tids[r.index]], stats[r.index]
+        evidence[r.index] = EvidenceItem(
+            template_id=f"T{n}",
+            template=s.template,
+            level=acc.level,
+            count=acc.count,
+            first_seen=utc(acc.first_ns),
+            last_seen=utc(acc.last_ns),
+            pods=sorted(acc.pods),
+            containers=sorted(acc.containers),
+            examples=acc.examples,
+            score=round(r.score, 4),
+            fingerprint=fingerprint(s.template),
+            new=None if s.previous is None else s.previous == 0,
+            steady=r.steady,
         )
+    searched = Searched(
+        query=window.query,
+        start=utc(window.start_ns),
+        end=utc(window.end_ns),
+        lines_scanned=total if window.lines_scanned is None else window.lines_scanned,
+    )
+    findings = compute_findings(
+        [Template(stats[r.index], r, evidence.get(r.index)) for r in ordered],
+        causes_order=causes,
+        searched=searched,
+        previous=window.previous,
+        affected_pods=dict(pods),
+        affected_containers=dict(containers),
+        affected_nodes=dict(nodes),
+    )
     return NormalizeResult(
-        evidence=evidence, entries=len(entries), templates=len(accs), redactions=redactions
+        evidence=list(evidence.values()),
+        entries=total,
+        templates=len(templates),
+        redactions=redactions,
+        findings=findings,
     )
 
 
-def run(entries: Sequence[Entry], *, limit: int) -> tuple[NormalizeResult, NormalizeCounts]:
+def run(
+    entries: Sequence[Entry],
+    *,
+    limit: int,
+    previous: Sequence[Entry] | None = None,
+    window: WindowInfo | None = None,
+) -> tuple[NormalizeResult, NormalizeCounts]:
     """The normalize stage: evidence for a request that shows the model `limit` templates.
 
     More evidence than `limit` is kept (at least 50): the prompt drops what does not fit.
     """
-    result = normalize(entries, max_evidence=max(limit, 50))
+    result = normalize(entries, previous=previous, window=window, max_evidence=max(limit, 50))
     counts = NormalizeCounts(
         entries=result.entries,
         templates=result.templates,
