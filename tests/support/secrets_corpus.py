@@ -105,3 +105,30 @@ KEEP = [
     "scheduled on node ip-10-0-1-23.eu-west-1.compute.internal",
     "",
 ]
+
+
+# Ordinary `key=value` lines (config names, cache, object, routing and idempotency keys, ids,
+# digests): redacting any of them is a false positive that erases what the reader needs.
+ORDINARY = [
+    'level=fatal msg="missing required config" key=DATABASE_URL hint="set DATABASE_URL"',
+    "config key=LOG_LEVEL value=debug source=env",
+    '{"level":"error","msg":"missing required config","key":"PAYMENTS_API_URL"}',
+    "cache miss cache_key=user:42:profile ttl=300",
+    '{"msg":"cache set","key":"session:9f2c","ttl":60}',
+    "put object_key=uploads/2026/11/report.pdf bucket=invoices size=20431",
+    "get object_key=exports/2026/11/24/orders bucket=warehouse",
+    "retrying request idempotency_key=7f3c9e2a-1b4d-4e8a-9c6f-2d5e8a1b3c7f attempt=2",
+    "kafka produce key=order-1029384756 partition=3 offset=882731",
+    "routing_key=orders.created exchange=events delivery_mode=2",
+    "partition_key=eu-west-1 sort_key=2026-11-24T10:00:00Z",
+    'duplicate key value violates unique constraint "orders_pkey"',
+    "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7 sampled=1",
+    "pulled image registry.example.com/shop/api@sha256:"
+    "9b2a6c1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "pod uid 5c1f2a3b-7d4e-4f6a-8b9c-0d1e2f3a4b5c scheduled on node-3",
+    "feature flag key=checkout-v2-rollout enabled=true",
+    "hash_key=customer_id range_key=created_at table=orders",
+    "sharding key=tenant_id shards=16",
+    "deployment api-7d9f8c6b5 rolled out revision=42",
+    "GET /api/v1/orders/8f14e45fceea167a5a36dedd4bea2543 200 12ms",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.secrets_corpus import JWT, KEEP, PEM, SECRETS
+from tests.support.secrets_corpus import JWT, KEEP, ORDINARY, PEM, SECRETS
 from workers.evidence.redact import redact
 from workers.evidence.templates import mask
 
@@ -59,3 +59,20 @@ def test_placeholders_do_not_split_templates(line: str, secret: str, kind: str) 
     for placeholder in ("<redacted:jwt>", "<redacted:secret>", "<redacted:token>"):
         assert mask(placeholder) == placeholder
     assert "<redacted:" in mask(text)
+
+
+@pytest.mark.parametrize("line", ORDINARY)
+def test_ordinary_key_values_are_not_redacted(line: str) -> None:
+    """A config key's name, a cache or object key, an id with a known shape: no secret."""
+    assert redact(line) == (line, 0)
+
+
+def test_a_random_value_under_an_ordinary_key_name_is_redacted() -> None:
+    text, count = redact("signing with key=q8Z2xT9vL4mN7pR1sK6w")
+    assert text == "signing with key=<redacted:secret>" and count == 1
+
+
+def test_a_long_unlabelled_token_is_redacted() -> None:
+    token = "Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY"
+    text, count = redact(f"calling upstream with {token} as credential")
+    assert token not in text and count == 1 and "<redacted:high_entropy>" in text
