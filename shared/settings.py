@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_limit: int = 200
     max_scan_limit: int = 100_000
     loki_page_size: int = Field(default=5000, ge=1, le=5000)
+    # Lines read from the window before the requested one (same length), to tell new
+    # templates from steady ones; 0 turns that read off.
+    previous_window_scan_limit: int = Field(default=20_000, ge=0)
     loki_timeout_s: float = 30.0
     loki_max_retries: int = 4
 
@@ -55,6 +58,20 @@ class Settings(BaseSettings):
     llm_slot_wait_s: float = 600.0
     # Reuse the server's KV cache for a shared prompt prefix (llama.cpp `cache_prompt`).
     llm_cache_prompt: bool = True
+    # Repetition controls of llama-server's sampler (DRY off when the multiplier is 0).
+    llm_dry_multiplier: float = Field(default=0.8, ge=0)
+    llm_dry_base: float = Field(default=1.75, ge=1)
+    llm_dry_allowed_length: int = Field(default=2, ge=1)
+    llm_repeat_penalty: float = Field(default=1.1, ge=1)
+
+    def llm_sampling(self) -> dict[str, float]:
+        """The sampler fields sent with every chat request."""
+        return {
+            "dry_multiplier": self.llm_dry_multiplier,
+            "dry_base": self.llm_dry_base,
+            "dry_allowed_length": self.llm_dry_allowed_length,
+            "repeat_penalty": self.llm_repeat_penalty,
+        }
 
     # Jobs, events and queues.
     job_ttl_s: int = 7 * 24 * 3600

@@ -12,15 +12,21 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from shared import metrics
 from shared.metrics import MetricsRecorder
-from shared.schemas import TERMINAL_STATUSES, EventType, RetryData, Stage, TokenData
+from shared.schemas import TERMINAL_STATUSES, EventType, QueryCounts, RetryData, Stage, TokenData
+from shared.schemas.findings import PreviousWindow
 from workers import context, stage_data
+from workers.evidence.findings import utc
 from workers.llm.slots import LlmSlot
 from workers.runner import StageRun, Work
 from workers.stages import call_llm, flatten, normalize, query_loki
 
 
 def run_query_loki(run: StageRun) -> None:
-    fetched, counts = query_loki.run(run.request, context.log_source())
+    fetched, counts = query_loki.run(
+        run.request,
+        context.log_source(),
+        previous_scan_limit=min(run.settings.previous_window_scan_limit, run.request.scan_limit),
+    )
     stage_data.save_lines(run.store, run.job_id, fetched)
     span = trace.get_current_span()
     span.set_attribute("logql.query", counts.query)
@@ -32,19 +38,39 @@ def run_query_loki(run: StageRun) -> None:
 
 
 def run_flatten(run: StageRun) -> None:
-    entries, counts = flatten.run(stage_data.load_lines(run.store, run.job_id))
-    stage_data.save_entries(run.store, run.job_id, entries)
+    entries, previous, counts = flatten.run(*stage_data.load_lines(run.store, run.job_id))
+    stage_data.save_entries(run.store, run.job_id, entries, previous)
     trace.get_current_span().set_attribute("logs.flattened_count", counts.entries)
     run.counts = counts
 
 
+def window_info(run: StageRun) -> normalize.WindowInfo:
+    """The window as the findings describe it: bounds, query, lines scanned, the one before."""
+    query = QueryCounts.model_validate_json(run.store.fields(run.job_id)["counts:query_loki"])
+    start = query_loki.to_ns(run.request.time_range.start)
+    end = query_loki.to_ns(run.request.time_range.end)
+    previous = PreviousWindow(
+        start=utc(2 * start - end),
+        end=utc(start),
+        available=query.previous_seen is not None,
+        lines=query.previous_seen or 0,
+        note=query.previous_note,
+    )
+    return normalize.WindowInfo(start, end, query.query, query.seen, previous)
+
+
 def run_normalize(run: StageRun) -> None:
-    entries = stage_data.load_entries(run.store, run.job_id)
-    result, counts = normalize.run(entries, limit=run.request.limit)
+    entries, previous = stage_data.load_entries(run.store, run.job_id)
+    result, counts = normalize.run(
+        entries, limit=run.request.limit, previous=previous, window=window_info(run)
+    )
     stage_data.save_evidence(run.store, run.job_id, result)
     span = trace.get_current_span()
     span.set_attribute("logs.templates", counts.templates)
     span.set_attribute("logs.redactions", counts.redactions)
+    if result.findings is not None:
+        # The findings reach clients now, before the model is even asked.
+        run.emit(EventType.FINDINGS, result.findings)
     run.counts = counts
 
 
@@ -93,6 +119,7 @@ def run_call_llm(run: StageRun) -> None:
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
         max_restarts=settings.llm_max_retries,
+        sampling=settings.llm_sampling(),
     )
     result, counts = call_llm.run(
         normalized,
@@ -104,9 +131,13 @@ def run_call_llm(run: StageRun) -> None:
     )
     span = trace.get_current_span()
     span.set_attribute("llm.model", result.model)
+    span.set_attribute("llm.status", result.model_status)
+    recorder = MetricsRecorder(store.redis)
+    recorder.inc(metrics.LLM_CALLS, status=result.model_status)
+    if result.model_error is not None:
+        span.set_attribute("llm.error", result.model_error.code)
     span.set_attribute("llm.tokens_generated", result.tokens_generated)
     span.set_attribute("llm.evidence_items", len(result.evidence))
-    recorder = MetricsRecorder(store.redis)
     recorder.inc(metrics.LLM_TOKENS, result.tokens_generated)
     if result.prompt_tokens is not None:
         span.set_attribute("llm.prompt_tokens", result.prompt_tokens)

@@ -7,12 +7,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from shared.schemas.findings import Findings
 from shared.schemas.jobs import COUNTS_MODELS, JobError, JobResult, JobStatus, Stage
 from shared.schemas.pipeline import FlattenCounts, LlmCounts, NormalizeCounts, QueryCounts
 
 
 class EventType(StrEnum):
     STAGE = "stage"
+    FINDINGS = "findings"
     TOKEN = "token"
     RETRY = "retry"
     RESULT = "result"
@@ -87,6 +89,7 @@ class DoneData(BaseModel):
 
 EVENT_DATA: dict[EventType, type[BaseModel]] = {
     EventType.STAGE: StageEventData,
+    EventType.FINDINGS: Findings,
     EventType.TOKEN: TokenData,
     EventType.RETRY: RetryData,
     EventType.RESULT: JobResult,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.schemas.findings import Findings
 from shared.schemas.pipeline import (
     EvidenceItem,
     FlattenCounts,
@@ -73,11 +75,37 @@ class LlmTimings(BaseModel):
     predicted_per_second: float | None = None
 
 
+class Citations(BaseModel):
+    """Template ids the answer cites, split into those it was given and those it made up."""
+
+    valid: list[str] = Field(default_factory=list)
+    invalid: list[str] = Field(default_factory=list)
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    stage: Stage | None = None
+
+
 class JobResult(BaseModel):
+    """What a finished job delivers: the findings, the evidence, and the model's answer.
+
+    `model_status` says what became of the model's part: `answered`; `skipped` (no model
+    call: nothing matched, or only info/warning lines; `model_skip_reason` says which);
+    `failed` (the model was unreachable or failing: `model_error` says why, and the findings
+    and evidence are delivered anyway, the job still succeeds).
+    """
+
     analysis: str
+    findings: Findings | None = None
     evidence: list[EvidenceItem]
     evidence_omitted: int = 0
     model: str
+    model_status: Literal["answered", "skipped", "failed"] = "answered"
+    model_skip_reason: Literal["no_matching_lines", "only_low_severity"] | None = None
+    model_error: JobError | None = None
+    citations: Citations = Field(default_factory=Citations)
     prompt_tokens: int | None = Field(
         default=None, description="size of the prompt in tokens, cached part included"
     )
@@ -85,15 +113,12 @@ class JobResult(BaseModel):
         default=0, description="prompt tokens the server reused from its prompt cache"
     )
     tokens_generated: int = 0
-    finish_reason: str | None = None
+    finish_reason: str | None = Field(
+        default=None,
+        description="stop, length, or degenerate (the guard stopped a looping answer)",
+    )
     time_to_first_token_s: float | None = None
     timings: LlmTimings | None = None
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-    stage: Stage | None = None
 
 
 class JobView(BaseModel):

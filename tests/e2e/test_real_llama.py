@@ -48,10 +48,20 @@ def test_sample_incident_through_real_llama_server(real_stack: Harness) -> None:
         assert kinds[-1] == "done", kinds
         errors = [e.json["data"] for e in events if e.event == "error"]
         assert not errors, errors
-        tokens = [e.json["data"]["text"] for e in events if e.event == "token"]
-        assert len(tokens) > 5, "the model streamed (almost) nothing"
+        kinds = [e.event for e in events]
+        # The findings reach the client before the model's first token.
+        assert kinds.index("findings") < kinds.index("token")
+        findings = next(e for e in events if e.event == "findings").json["data"]
+        assert "No space left on device" in findings["probable_causes"][0]["template"]
+        # Tokens after the last `retry` (the guard re-sends a looping answer once, cut) are
+        # the answer.
+        last_retry = max((i for i, k in enumerate(kinds) if k == "retry"), default=-1)
+        tokens = [e.json["data"]["text"] for e in events[last_retry + 1 :] if e.event == "token"]
+        assert len("".join(tokens)) > 20, "the model streamed (almost) nothing"
         result = next(e for e in events if e.event == "result").json["data"]
         assert "".join(tokens) == result["analysis"]
+        assert result["model_status"] == "answered"
+        assert not result["citations"]["invalid"], result["citations"]
         timings = result["timings"]
         assert timings["prompt_n"] > 0 and timings["predicted_n"] == result["tokens_generated"]
         assert timings["predicted_per_second"] > 0 and timings["prompt_ms"] > 0

@@ -150,15 +150,39 @@ def test_loki_down_fails_the_job_after_retries(stack: ServiceStack) -> None:
     stack.loki.fail_next(503, 0)
 
 
-def test_llm_error_becomes_error_event_and_failed_job(stack: ServiceStack) -> None:
-    stack.llama.config.fail_next = [500, 500, 500, 500]
+def test_a_failing_model_still_delivers_the_findings_and_evidence(stack: ServiceStack) -> None:
+    stack.llama.config.fail_next = [500] * 10
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
-    error = next(e for e in events if e.event == "error").json["data"]
-    assert error["code"] == "llm_unavailable"
-    assert error["stage"] == "call_llm"
+    kinds = [e.event for e in events if e.id]
+    assert "error" not in kinds and "token" not in kinds
+    # The findings come as soon as normalize ends, before the model is even asked.
+    assert kinds.index("findings") < kinds.index("result")
     view = stack.wait_terminal(job_id)
-    assert view["status"] == "failed" and view["error"]["code"] == "llm_unavailable"
+    assert view["status"] == "succeeded"
+    result = view["result"]
+    assert result["model_status"] == "failed" and result["analysis"] == ""
+    assert result["model_error"]["code"] == "llm_unavailable"
+    assert result["model_error"]["stage"] == "call_llm"
+    assert result["evidence"] and result["findings"]["probable_causes"]
+    cause = result["findings"]["probable_causes"][0]
+    assert "No space left on device" in cause["template"]
+
+
+def test_an_empty_window_gets_an_honest_answer_without_the_model(stack: ServiceStack) -> None:
+    job_id = stack.submit(filters={"namespace": "nothing-here"})
+    events = collect(stack.http, events_url(stack, job_id))
+    assert "token" not in [e.event for e in events]
+    view = stack.wait_terminal(job_id)
+    assert view["status"] == "succeeded"
+    result = view["result"]
+    assert result["model_status"] == "skipped"
+    assert result["model_skip_reason"] == "no_matching_lines"
+    assert result["findings"]["empty"] is True
+    assert result["findings"]["searched"]["lines_scanned"] == 0
+    assert "nothing-here" in result["findings"]["searched"]["query"]
+    assert "No log line matched" in result["analysis"]
+    assert not [r for r in stack.llama.requests if "nothing-here" in str(r)]
 
 
 def test_legacy_stream_endpoint_streams_plain_text(stack: ServiceStack) -> None:

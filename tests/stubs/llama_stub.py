@@ -30,10 +30,11 @@ from tests.stubs.server import ThreadedServer
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 LOADING_BODY = {"error": {"message": "Loading model", "type": "unavailable_error", "code": 503}}
+# Cites T1 only: every prompt that reaches a model holds at least T1.
 DEFAULT_REPLY = (
     "## Summary\nThe database ran out of disk space and the services that depend on it failed."
     "\n\n## Probable root cause\nT1: postgres could not write WAL (No space left on device)."
-    "\n\n## Evidence\n- T1 disk full\n- T2 connection refused\n\n## Next steps\n- Free disk."
+    "\n\n## Evidence\n- T1 disk full, then connection refused\n\n## Next steps\n- Free disk."
 )
 
 
@@ -44,7 +45,7 @@ def tokenize(text: str) -> list[int]:
 
 @dataclass
 class StubConfig:
-    n_ctx: int = 4096
+    n_ctx: int = 8192
     total_slots: int = 4
     reply: str = DEFAULT_REPLY
     first_token_delay_s: float = 0.0

@@ -74,7 +74,7 @@ def test_streams_tokens_and_timings(stub: LlamaStub, client: LlamaClient) -> Non
 
 def test_waits_while_model_loads(stub: LlamaStub, client: LlamaClient) -> None:
     stub.config.loading_until = time.time() + 0.6
-    assert client.props().n_ctx == 4096
+    assert client.props().n_ctx == stub.config.n_ctx
     stub.config.loading_until = time.time() + 0.6
     assert stream(client).text == stub.config.reply
 

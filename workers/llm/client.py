@@ -11,7 +11,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,9 +133,15 @@ class LlamaClient:
                 raise parse_error_body(response.status_code, response.text)
             return response
 
-        # Anything but a rejection may pass (a restart, the model loading): keep trying
-        # for LLM_LOADING_WAIT_S.
-        return self.retry.call(once, retry_if=_may_pass, what=f"LLM {method} {path}")
+        # Anything but a rejection may pass; only a model that is still loading is waited for
+        # beyond LLM_MAX_RETRIES (up to LLM_LOADING_WAIT_S): an unreachable server is reported
+        # after a few seconds, so the job's findings are not held up for minutes.
+        return self.retry.call(
+            once,
+            retry_if=_may_pass,
+            patient=lambda exc: "Loading model" in str(exc),
+            what=f"LLM {method} {path}",
+        )
 
     def props(self, max_age_s: float = 30.0) -> ServerProps:
         """Per-request context size and slot count from `GET /props` (cached briefly)."""
@@ -168,6 +174,7 @@ class LlamaClient:
         temperature: float,
         on_token: Callable[[str], bool],
         should_stop: Callable[[], bool] = lambda: False,
+        sampling: Mapping[str, float] | None = None,
     ) -> Completion:
         """Stream one chat completion, retrying failures that happen before the first token.
 
@@ -182,6 +189,7 @@ class LlamaClient:
             "temperature": temperature,
             "stream_options": {"include_usage": True},
             "cache_prompt": self.cache_prompt,
+            **(sampling or {}),
         }
         # Only a failure before the first token is retried here (StreamBrokenError is the
         # caller's); past LLM_MAX_RETRIES, only while the model is still loading.

@@ -57,8 +57,15 @@ def shrink(item: EvidenceItem) -> EvidenceItem:
     return item.model_copy(update={"examples": [_clip(e, 120) for e in item.examples[:1]]})
 
 
-def render_user(header: str, blocks: Sequence[str], omitted: int, question: str | None) -> str:
-    parts = [header, "", "Evidence (most important first):", *blocks]
+def render_user(
+    header: str,
+    blocks: Sequence[str],
+    omitted: int,
+    question: str | None,
+    findings: str = "",
+) -> str:
+    parts = [header, *(["", findings] if findings else []), ""]
+    parts += ["Evidence (most important first):", *blocks]
     if omitted:
         parts.append(f"({omitted} lower-ranked templates were left out to fit the context.)")
     parts += ["", f"Question: {question}" if question else "Question: what went wrong?"]
@@ -73,12 +80,15 @@ def build_prompt(
     limit: int,
     budget_tokens: int,
     count_tokens: Callable[[str], int],
+    findings: Sequence[str] = (),
 ) -> Prompt:
-    """Fill the prompt with the best-ranked evidence that fits in `budget_tokens`.
+    """Fill the prompt with the findings and the best-ranked evidence that fit `budget_tokens`.
 
     The budget covers the system and user messages; the caller has already subtracted the
-    answer's `max_tokens` from the context. Items are taken in rank order; one that does not
-    fit is tried once in a shorter form, then skipped, so smaller later items can still fit.
+    answer's `max_tokens` from the context. `findings` are versions of the findings text,
+    longest first: the longest that fits goes in (none if none fits). Evidence items are taken
+    in rank order; one that does not fit is tried once in a shorter form, then skipped, so
+    smaller later items can still fit.
     """
     system = system_prompt()
     # Chat-template tokens (role markers) are not in either text: keep a margin for them.
@@ -91,6 +101,12 @@ def build_prompt(
             n_prompt_tokens=fixed,
             n_ctx=budget_tokens,
         )
+    stated = ""
+    for version in findings:
+        cost = count_tokens(version) + 1
+        if cost <= remaining // 2:  # the evidence keeps at least half of the budget
+            stated, remaining = version, remaining - cost
+            break
     chosen: list[EvidenceItem] = []
     blocks: list[str] = []
     for item in evidence[:limit]:
@@ -105,7 +121,7 @@ def build_prompt(
                 remaining -= cost
                 break
     omitted = len(evidence) - len(chosen)
-    user = render_user(header, blocks, omitted, question)
+    user = render_user(header, blocks, omitted, question, stated)
     used = budget_tokens - remaining
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return Prompt(messages=messages, evidence=chosen, omitted=omitted, prompt_tokens=used)

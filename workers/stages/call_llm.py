@@ -7,13 +7,28 @@ both are given, so this module holds no Redis or Celery code.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
-from shared.errors import ContextOverflowError, JobCancelledError
-from shared.schemas import AnalysisRequest, JobResult, LlmCounts, LlmTimings, NormalizeResult
+from shared.errors import (
+    ContextOverflowError,
+    JobCancelledError,
+    UpstreamError,
+    UpstreamRejectedError,
+)
+from shared.schemas import (
+    AnalysisRequest,
+    Findings,
+    JobError,
+    JobResult,
+    LlmCounts,
+    LlmTimings,
+    NormalizeResult,
+    Stage,
+)
+from workers.llm.answer import DegenerationGuard, check_citations
 from workers.llm.client import LlamaClient, StreamBrokenError
 from workers.llm.prompt import Prompt, build_prompt
 
@@ -31,10 +46,29 @@ class TokenSink(Protocol):
         """True once the job no longer wants this answer."""
 
 
+DEGENERATE_NOTICE = "the model began repeating itself: its answer is shown once, cut there"
+
+
 def plan_tokens(n_ctx: int, max_tokens: int) -> tuple[int, int]:
     """(answer tokens, prompt budget): the answer gets at most a quarter of the context."""
     answer = max(1, min(max_tokens, n_ctx // 4))
     return answer, n_ctx - answer
+
+
+def describe_findings(findings: Findings | None) -> list[str]:
+    """The findings as the prompt may state them, longest first: the summary and the onsets
+    in order, then the summary alone."""
+    if findings is None:
+        return []
+    title = "Findings computed from the logs (reliable; cite their ids):"
+    lines = [title, findings.summary]
+    for entry in findings.timeline[:6]:
+        new = " new" if entry.new else ""
+        lines.append(
+            f"- {entry.first_seen:%H:%M:%S} {entry.template_id} {entry.level.value.upper()}"
+            f"{new} x{entry.count}"
+        )
+    return ["\n".join(lines), f"{title}\n{findings.summary}"]
 
 
 def describe_window(request: AnalysisRequest, normalized: NormalizeResult) -> str:
@@ -65,12 +99,19 @@ def analyze(
     max_tokens: int,
     temperature: float,
     max_restarts: int = 2,
+    sampling: Mapping[str, float] | None = None,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
 ) -> JobResult:
-    """Ask the model about the evidence; raise JobCancelledError if the sink stops it."""
+    """Ask the model about the evidence; raise JobCancelledError if the sink stops it.
+
+    A guard watches the stream: when the answer starts repeating itself it is stopped, the
+    clients are told to discard it (`retry`) and get it once more without the repetition,
+    and `finish_reason` is `degenerate`.
+    """
     props = client.props()
     answer_tokens, budget = plan_tokens(props.n_ctx, max_tokens)
     header = describe_window(request, normalized)
+    findings = describe_findings(normalized.findings)
 
     def prompt_for(budget_tokens: int) -> Prompt:
         return build_prompt(
@@ -80,20 +121,28 @@ def analyze(
             limit=request.limit,
             budget_tokens=budget_tokens,
             count_tokens=client.count_tokens,
+            findings=findings,
         )
 
     prompt = prompt_for(budget)
     shrunk = False
     restarts = 0
+    guard = DegenerationGuard()
+
+    def on_token(text: str) -> bool:
+        return guard.feed(text) and sink.token(text)
+
     with slot(props.total_slots):
         while True:
+            guard = DegenerationGuard()
             try:
                 completion = client.stream_chat(
                     prompt.messages,
                     max_tokens=answer_tokens,
                     temperature=temperature,
-                    on_token=sink.token,
+                    on_token=on_token,
                     should_stop=sink.stopped,
+                    sampling=sampling,
                 )
                 break
             except ContextOverflowError as exc:
@@ -110,7 +159,12 @@ def analyze(
                     raise
                 if not sink.restart(exc.message):
                     raise JobCancelledError("job stopped during restart") from exc
-    if completion.stopped:
+    text, finish_reason = completion.text, completion.finish_reason
+    if completion.stopped and guard.degenerate:
+        text, finish_reason = guard.answer(), "degenerate"
+        if not (sink.restart(DEGENERATE_NOTICE) and sink.token(text)):
+            raise JobCancelledError("the job was cancelled during the LLM call")
+    elif completion.stopped:
         raise JobCancelledError("the job was cancelled during the LLM call")
     timings = LlmTimings.model_validate(completion.timings) if completion.timings else None
     # With the prompt cache on, `prompt_n` counts only the tokens processed anew; the prompt's
@@ -121,7 +175,8 @@ def analyze(
     else:
         cached, prompt_tokens = 0, prompt.prompt_tokens
     return JobResult(
-        analysis=completion.text,
+        analysis=text,
+        findings=normalized.findings,
         evidence=prompt.evidence,
         evidence_omitted=prompt.omitted,
         model=client.model,
@@ -132,7 +187,8 @@ def analyze(
             if timings and timings.predicted_n is not None
             else completion.chunks
         ),
-        finish_reason=completion.finish_reason,
+        finish_reason=finish_reason,
+        citations=check_citations(text, (item.template_id for item in prompt.evidence)),
         time_to_first_token_s=completion.ttft_s,
         timings=timings,
     )
@@ -145,6 +201,42 @@ class LlmOptions:
     max_tokens: int
     temperature: float
     max_restarts: int = 2
+    sampling: Mapping[str, float] = field(default_factory=dict)
+
+
+def without_model(
+    normalized: NormalizeResult,
+    *,
+    model: str,
+    skip: Literal["no_matching_lines", "only_low_severity"] | None = None,
+    error: JobError | None = None,
+) -> JobResult:
+    """A result with the findings and the evidence but no answer from the model: skipped
+    (nothing to explain) or failed (`error`)."""
+    summary = normalized.findings.summary if normalized.findings is not None else ""
+    return JobResult(
+        analysis=summary if skip else "",
+        findings=normalized.findings,
+        evidence=normalized.evidence,
+        model=model,
+        model_status="skipped" if skip else "failed",
+        model_skip_reason=skip,
+        model_error=error,
+    )
+
+
+def skip_reason(
+    normalized: NormalizeResult,
+) -> Literal["no_matching_lines", "only_low_severity"] | None:
+    """Why the model need not be asked, if it need not."""
+    findings = normalized.findings
+    if findings is None:
+        return None
+    if findings.empty:
+        return "no_matching_lines"
+    if findings.only_low_severity:
+        return "only_low_severity"
+    return None
 
 
 def run(
@@ -156,17 +248,30 @@ def run(
     options: LlmOptions,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
 ) -> tuple[JobResult, LlmCounts]:
-    """The call_llm stage: the job's result and what the call took."""
-    result = analyze(
-        normalized,
-        request=request,
-        client=client,
-        sink=sink,
-        max_tokens=options.max_tokens,
-        temperature=options.temperature,
-        max_restarts=options.max_restarts,
-        slot=slot,
-    )
+    """The call_llm stage: the job's result and what the call took.
+
+    No model call when nothing matched or only info/warning lines did; when the model stays
+    unreachable or failing, the result carries the findings and evidence without an answer.
+    """
+    skip = skip_reason(normalized)
+    if skip is not None:
+        result = without_model(normalized, model=client.model, skip=skip)
+    else:
+        try:
+            result = analyze(
+                normalized,
+                request=request,
+                client=client,
+                sink=sink,
+                max_tokens=options.max_tokens,
+                temperature=options.temperature,
+                max_restarts=options.max_restarts,
+                sampling=options.sampling,
+                slot=slot,
+            )
+        except (UpstreamError, UpstreamRejectedError) as exc:
+            error = JobError(code=exc.code, message=exc.message, stage=Stage.CALL_LLM)
+            result = without_model(normalized, model=client.model, error=error)
     counts = LlmCounts(
         prompt_tokens=result.prompt_tokens,
         prompt_tokens_cached=result.prompt_tokens_cached,
