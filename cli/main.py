@@ -53,7 +53,8 @@ def demo(
     namespace: Annotated[str, typer.Option(help="namespace of the sample to analyse")] = "shop",
     question: Annotated[str | None, typer.Option(help="what to ask the model")] = None,
     exit_after: Annotated[bool, typer.Option("--exit", help="stop after the answer")] = False,
-    ctx: Annotated[int, typer.Option(help="llama-server context size")] = 4096,
+    ctx: Annotated[int, typer.Option(help="llama-server context size")] = 2048,
+    max_tokens: Annotated[int, typer.Option(help="the answer's length at most")] = 384,
 ) -> None:
     """Analyse the bundled sample incident with the embedded llama-server and SmolLM2."""
     body = {
@@ -71,7 +72,9 @@ def demo(
             ):
                 redis_url = DEFAULT_REDIS if redis_answers(DEFAULT_REDIS) else ""
                 redis_url = redis_url or stack.start_redis().url()
-                env = local_env(redis_url, stack.start_llama(ctx=ctx))
+                env = local_env(
+                    redis_url, stack.start_llama(ctx=ctx), LLM_MAX_TOKENS=str(max_tokens)
+                )
                 stack.start_worker(env)
                 api = stack.start_api(env, port=free_port(8000))
                 flower = stack.start_flower(env)
@@ -120,6 +123,54 @@ def analyze(
     }
     status = run_job(api_url, body, os.environ.get("LOG_ANALYZER_API_KEY"))
     raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[
+        str, typer.Option(help="stub, smollm2, or an OpenAI-compatible base URL")
+    ] = "stub",
+    strategies: Annotated[str, typer.Option(help="comma-separated: ours, seed")] = "ours,seed",
+    cases: Annotated[str, typer.Option(help="comma-separated case names (default: all)")] = "",
+    ctx: Annotated[int, typer.Option(help="context size of the model")] = 4096,
+    max_tokens: Annotated[int, typer.Option(help="answer cap")] = 512,
+    model_name: Annotated[str | None, typer.Option(help="name sent as `model`")] = None,
+    publish: Annotated[
+        str | None, typer.Option(help="Redis URL: set the figures as the service's metrics")
+    ] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 when a floor is missed")] = False,
+) -> None:
+    """Run the golden set; write eval/results/latest-<model>.{md,json}."""
+    from cli.evaluate import eval_client, eval_settings
+    from eval import report, runner
+
+    chosen = runner.cases_named(cases)
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    with eval_client(
+        model, ctx=ctx, run_dir=ROOT / ".run" / "eval-model", model_name=model_name
+    ) as (
+        client,
+        name,
+    ):
+        result = runner.run(
+            chosen,
+            names,
+            name,
+            client,
+            eval_settings(max_tokens),
+            progress=lambda line: console.print(line, markup=False),
+        )
+    text = report.markdown(result)
+    path = runner.save(result, text)
+    console.print(report.summary_table([result]), markup=False)
+    console.print(f"written to {path}")
+    if publish:
+        console.print(f"{report.publish(result, publish)} figures published to {publish}")
+    problems = report.failures(result)
+    for problem in problems:
+        console.print(f"[red]✖ {escape(problem)}[/]")
+    if check and problems:
+        raise typer.Exit(1)
 
 
 def main() -> None:

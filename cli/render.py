@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.client import SseEvent
@@ -10,6 +11,7 @@ from shared.schemas import (
     CancelledData,
     DoneData,
     Event,
+    Findings,
     JobError,
     JobResult,
     RetryData,
@@ -32,6 +34,8 @@ def render(sse: SseEvent) -> None:
         console.print(data.text, end="", markup=False)
     elif isinstance(data, RetryData):
         console.print(f"\n[yellow]↻ retry ({data.reason}): the answer restarts[/]", markup=True)
+    elif isinstance(data, Findings):
+        _findings(data)
     elif isinstance(data, JobResult):
         _evidence(data)
     elif isinstance(data, JobError):
@@ -55,7 +59,45 @@ def _stage(data: StageEventData) -> None:
     console.print(f"[green]✔ {data.stage.value}[/] {data.duration_ms or 0:,.0f} ms: {summary}")
 
 
+def _findings(findings: Findings) -> None:
+    console.rule("findings (computed from the logs, before the model)")
+    console.print(findings.summary, markup=False)
+    for cause in findings.probable_causes[1:]:
+        console.print(
+            f"  alternative {cause.template_id} ({cause.confidence}): {cause.template[:90]}",
+            markup=False,
+        )
+    if findings.timeline:
+        table = Table("first seen", "id", "level", "count", "new", "template", show_lines=False)
+        for entry in findings.timeline:
+            new = "" if entry.new is None else "yes" if entry.new else "no"
+            table.add_row(
+                f"{entry.first_seen:%H:%M:%S}",
+                entry.template_id,
+                entry.level.value,
+                f"{entry.count:,}",
+                new,
+                entry.template[:80],
+            )
+        console.print(table)
+    if findings.previous_window is not None and not findings.previous_window.available:
+        console.print(f"[yellow]{findings.previous_window.note}[/]", markup=True)
+
+
 def _evidence(result: JobResult) -> None:
+    if result.model_status == "failed" and result.model_error is not None:
+        console.print(
+            f"\n[yellow]the model's answer is missing ({result.model_error.code}: "
+            f"{escape(result.model_error.message)}); the findings above still stand[/]"
+        )
+    elif result.model_status == "skipped":
+        console.print("[dim](the model was not asked: nothing to explain)[/]")
+    if result.finish_reason == "degenerate":
+        console.print("[yellow](the model began repeating itself: its answer was cut)[/]")
+    if result.citations.invalid:
+        console.print(
+            f"[yellow]cited ids it was not given: {', '.join(result.citations.invalid)}[/]"
+        )
     console.print()
     console.rule("evidence the model was given")
     table = Table("id", "level", "count", "first seen", "template", show_lines=False)

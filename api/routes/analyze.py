@@ -1,7 +1,7 @@
 """`POST /v1/analyze/stream`: the seed's endpoint, kept for existing users.
 
-It goes through the same queue as `/v1/jobs` and streams plain text: a one-line summary of
-what was read, then the model's answer as it is generated.
+It goes through the same queue as `/v1/jobs` and streams plain text: what was read, the
+findings (computed before the model is asked), then the model's answer as it is generated.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from shared.schemas import (
     AnalysisRequest,
     CancelledData,
     Event,
+    Findings,
     JobError,
+    JobResult,
     RetryData,
     Stage,
     StageEventData,
@@ -44,6 +46,11 @@ def render_text(event: Event) -> str:
             return f"{data.counts.summary().capitalize()}.\n"
         if data.stage is Stage.NORMALIZE:
             return f"Summary: {data.counts.summary()}.\n\n"
+    if isinstance(data, Findings):
+        return f"Findings: {data.summary}\n\n"
+    if isinstance(data, JobResult) and data.model_status == "failed" and data.model_error:
+        error = data.model_error
+        return f"\n[the model's answer is missing: {error.code}: {error.message}]\n"
     if isinstance(data, RetryData):
         return "\n\n[the model call was retried; the answer restarts below]\n\n"
     if isinstance(data, JobError):
