@@ -58,6 +58,6 @@ class AnalysisRequest(BaseModel):
     time_range: TimeRange
     filters: Filters
     limit: int = Field(default=15, ge=1, le=200, description="templates shown to the LLM")
-    scan_limit: int = Field(default=5000, ge=1, le=100_000, description="log lines read at most")
+    scan_limit: int = Field(default=5000, ge=1, le=1_000_000, description="log lines read at most")
     log_filter: str = Field(default=DEFAULT_LOG_FILTER, max_length=2000)
     question: str | None = Field(default=None, max_length=2000)

@@ -8,6 +8,7 @@ template of its bucket (positions that differ become `<*>`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -49,6 +50,16 @@ _DIGIT_WORD = re.compile(
     r"[\w.\-/+]*+(?::\d+(?![\w.]))?"  # a port: host:port is one variable
 )
 _HAS_DIGIT = re.compile(r"\d").search
+
+
+def fingerprint(template: str) -> str:
+    """A stable identity for a template: a digest of its constant tokens, in order.
+
+    Two runs that mine the same kind of line may generalise it differently (one more `<*>`);
+    the constant words stay, so the same problem keeps its fingerprint across windows.
+    """
+    constants = " ".join(token for token in template.split() if WILDCARD not in token)
+    return hashlib.sha1(constants.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
 def mask(text: str) -> str:
