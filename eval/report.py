@@ -1,0 +1,138 @@
+"""An evaluation as people read it (Markdown), as Prometheus sees it, and as CI checks it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from bench.report import table
+from shared import metrics
+from shared.metrics import MetricsRecorder
+
+# What CI requires of the whole set with the stub model (issue #13).
+FLOORS = {"evidence_recall": 0.95, "findings_recall": 0.9, "citation_validity": 1.0}
+
+COLUMNS = [
+    ("cases", "cases"),
+    ("evidence_recall", "evidence recall"),
+    ("median_cause_rank", "median rank of the cause"),
+    ("findings_recall", "findings recall"),
+    ("answer_recall", "answer recall"),
+    ("citation_validity", "citation validity"),
+    ("degenerate_rate", "degenerate rate"),
+    ("leaks", "leaks"),
+    ("lines_read", "lines read"),
+    ("templates", "templates"),
+    ("prompt_tokens", "prompt tokens"),
+    ("median_ttft_s", "median TTFT s"),
+    ("total_s", "total s"),
+]
+
+
+def _cell(value: Any) -> Any:
+    return "–" if value is None else value
+
+
+def summary_table(reports: Sequence[Mapping[str, Any]]) -> str:
+    """One row per (strategy, model), side by side."""
+    rows = [
+        [strategy, report["model"], *(_cell(figures[key]) for key, _ in COLUMNS)]
+        for report in reports
+        for strategy, figures in report["summary"].items()
+    ]
+    return table(
+        ["strategy", "model", *(label for _, label in COLUMNS)],
+        rows,
+        align="ll" + "r" * len(COLUMNS),
+    )
+
+
+def cases_table(report: Mapping[str, Any]) -> str:
+    """Per case: what each strategy found."""
+    rows = []
+    for case in report["cases"]:
+        rows.append(
+            [
+                case["case"],
+                case["strategy"],
+                "yes" if case["evidence_recall"] else "no",
+                _cell(case["evidence_rank"]),
+                _cell({True: "yes", False: "no"}.get(case["findings_recall"])),
+                _cell({True: "yes", False: "no"}.get(case["answer_recall"])),
+                case["model_status"],
+                "yes" if case["degenerate"] else "",
+                len(case["leaks"]),
+                case["lines_read"],
+                case["templates"],
+                _cell(case["prompt_tokens"]),
+                _cell(case["ttft_s"] and round(case["ttft_s"], 2)),
+            ]
+        )
+    headers = [
+        "case",
+        "strategy",
+        "cause in evidence",
+        "rank",
+        "findings",
+        "answer",
+        "model",
+        "degenerate",
+        "leaks",
+        "lines",
+        "templates",
+        "prompt tokens",
+        "TTFT s",
+    ]
+    return table(headers, rows, align="ll" + "r" * (len(headers) - 2))
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    return "\n\n".join(
+        [
+            f"Evaluation of {report['revision']} against `{report['model']}` on "
+            f"{report['date']} ({len({c['case'] for c in report['cases']})} incidents).",
+            summary_table([report]),
+            cases_table(report),
+        ]
+    )
+
+
+def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) -> list[str]:
+    """What the `ours` strategy misses of the floors (and any leak, any strategy)."""
+    problems = []
+    ours = report["summary"].get("ours", {})
+    for key, floor in floors.items():
+        value = ours.get(key)
+        if value is None or value < floor:
+            problems.append(f"ours: {key} {value} < {floor}")
+    for strategy, figures in report["summary"].items():
+        if figures["leaks"]:
+            problems.append(f"{strategy}: {figures['leaks']} leaked secrets")
+    return problems
+
+
+GAUGES = {
+    "evidence_recall": metrics.EVAL_EVIDENCE_RECALL,
+    "findings_recall": metrics.EVAL_FINDINGS_RECALL,
+    "answer_recall": metrics.EVAL_ANSWER_RECALL,
+    "citation_validity": metrics.EVAL_CITATION_VALIDITY,
+    "degenerate_rate": metrics.EVAL_DEGENERATE_RATE,
+    "leaks": metrics.EVAL_LEAKS,
+    "cases": metrics.EVAL_CASES,
+    "median_ttft_s": metrics.EVAL_TTFT,
+}
+
+
+def publish(report: Mapping[str, Any], redis_url: str) -> int:
+    """Set the report's figures as gauges in the service's metrics (served by `/metrics`)."""
+    recorder = MetricsRecorder(redis.Redis.from_url(redis_url))
+    written = 0
+    for strategy, figures in report["summary"].items():
+        for key, name in GAUGES.items():
+            value = figures.get(key)
+            if value is not None:
+                recorder.set(name, float(value), strategy=strategy, model=report["model"])
+                written += 1
+    return written

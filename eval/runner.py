@@ -1,0 +1,231 @@
+"""Run the golden set: every incident through each strategy against a model, scored.
+
+Per case and strategy: evidence recall (the cause is among the templates the model saw) and
+its rank; findings recall (the first probable cause is the cause, or, for a quiet or
+warning-only namespace, the findings say so); answer recall (the answer names the cause's
+keywords); citation validity; whether the answer degenerated; leaks (a secret of the case in
+the prompt or the result); compression (lines → templates → prompt tokens); time to first
+token and in all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eval.clients import EvalClient
+from eval.incidents import Case, all_cases, write_case
+from eval.strategies import STRATEGIES, Outcome
+from shared.schemas import AnalysisRequest
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".run" / "eval"
+RESULTS = ROOT / "eval" / "results"
+
+
+@dataclass
+class Score:
+    """One case under one strategy and model."""
+
+    case: str
+    strategy: str
+    model: str
+    tags: list[str]
+    evidence_recall: bool | None  # None: the case has no cause to find
+    evidence_rank: int | None
+    findings_recall: bool | None  # None: the strategy has no findings
+    answer_recall: bool | None  # None: the model was not asked
+    citations_valid: int
+    citations_invalid: int
+    degenerate: bool
+    leaks: list[str]
+    lines_read: int
+    templates: int
+    prompt_tokens: int | None
+    ttft_s: float | None
+    total_s: float
+    model_status: str
+
+
+def request_for(case: Case) -> AnalysisRequest:
+    return AnalysisRequest.model_validate(
+        {
+            "time_range": {"start": case.start.isoformat(), "end": case.end.isoformat()},
+            "filters": {"namespace": case.namespace},
+            "limit": 15,
+            "scan_limit": case.scan_limit,
+            "question": case.question,
+        }
+    )
+
+
+def _matches(pattern: re.Pattern[str] | None, texts: Sequence[str]) -> int | None:
+    """1-based position of the first text the cause pattern matches."""
+    if pattern is None:
+        return None
+    return next((n for n, text in enumerate(texts, 1) if pattern.search(text)), None)
+
+
+def _findings_recall(case: Case, outcome: Outcome, pattern: re.Pattern[str] | None) -> bool | None:
+    findings = outcome.findings
+    if findings is None:
+        return None
+    if case.expected.empty:
+        return findings.empty and not findings.probable_causes
+    if case.expected.low_severity_only:
+        return findings.only_low_severity and not findings.probable_causes
+    if not findings.probable_causes or pattern is None:
+        return False
+    cause = findings.probable_causes[0]
+    shown = dict(zip(outcome.shown_ids, outcome.shown, strict=False))
+    return bool(pattern.search(shown.get(cause.template_id, cause.template)))
+
+
+def _answer_recall(case: Case, outcome: Outcome) -> bool | None:
+    if case.expected.empty or case.expected.low_severity_only:
+        # The honest answer: the model is not asked, nothing is invented.
+        return outcome.model_status in ("skipped", "not asked") and not outcome.prompt
+    if outcome.model_status != "answered":
+        return None
+    answer = outcome.answer.lower()
+    return all(word.lower() in answer for word in case.expected.cause_keywords)
+
+
+def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
+    expected = case.expected
+    pattern = re.compile(expected.cause_pattern) if expected.cause_pattern else None
+    rank = _matches(pattern, outcome.shown)
+    public = outcome.prompt + outcome.answer + outcome.result_json
+    if outcome.findings is not None:
+        public += outcome.findings.model_dump_json()
+    return Score(
+        case=case.name,
+        strategy=strategy,
+        model=model,
+        tags=list(case.tags),
+        evidence_recall=None if pattern is None else rank is not None,
+        evidence_rank=rank,
+        findings_recall=_findings_recall(case, outcome, pattern),
+        answer_recall=_answer_recall(case, outcome),
+        citations_valid=len(outcome.cited_valid),
+        citations_invalid=len(outcome.cited_invalid),
+        degenerate=outcome.finish_reason == "degenerate",
+        leaks=[secret for secret in case.forbidden if secret in public],
+        lines_read=outcome.lines_read,
+        templates=outcome.templates,
+        prompt_tokens=outcome.prompt_tokens,
+        ttft_s=outcome.ttft_s,
+        total_s=round(outcome.total_s, 3),
+        model_status=outcome.model_status,
+    )
+
+
+def _rate(values: Sequence[bool | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 3) if known else None
+
+
+def summarize(scores: Sequence[Score]) -> dict[str, Any]:
+    """The figures of one strategy and model over all cases."""
+    cited = sum(s.citations_valid + s.citations_invalid for s in scores)
+    ranks = [s.evidence_rank for s in scores if s.evidence_rank is not None]
+    ttfts = [s.ttft_s for s in scores if s.ttft_s is not None]
+    asked = [s for s in scores if s.model_status == "answered"]
+    return {
+        "cases": len(scores),
+        "evidence_recall": _rate([s.evidence_recall for s in scores]),
+        "median_cause_rank": statistics.median(ranks) if ranks else None,
+        "findings_recall": _rate([s.findings_recall for s in scores]),
+        "answer_recall": _rate([s.answer_recall for s in scores]),
+        "citation_validity": (
+            round(sum(s.citations_valid for s in scores) / cited, 3) if cited else 1.0
+        ),
+        "degenerate_rate": round(sum(s.degenerate for s in asked) / len(asked), 3)
+        if asked
+        else 0.0,
+        "leaks": sum(len(s.leaks) for s in scores),
+        "lines_read": sum(s.lines_read for s in scores),
+        "templates": sum(s.templates for s in scores),
+        "prompt_tokens": sum(s.prompt_tokens or 0 for s in scores),
+        "median_ttft_s": round(statistics.median(ttfts), 3) if ttfts else None,
+        "total_s": round(sum(s.total_s for s in scores), 1),
+    }
+
+
+def revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def run(
+    cases: Sequence[Case],
+    strategies: Sequence[str],
+    model: str,
+    client: EvalClient | None,
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _line: None,
+) -> dict[str, Any]:
+    """Every case through every strategy; the scores and their summaries."""
+    scores: list[Score] = []
+    for case in cases:
+        pods = write_case(case, CACHE)
+        request = request_for(case)
+        for strategy in strategies:
+            outcome = STRATEGIES[strategy](request, pods, client, settings)
+            scored = score(case, strategy, model, outcome)
+            scores.append(scored)
+            progress(
+                f"{case.name:<32} {strategy:<5} evidence {scored.evidence_recall!s:<5} "
+                f"findings {scored.findings_recall!s:<5} answer {scored.answer_recall!s:<5} "
+                f"{scored.total_s:6.1f} s"
+            )
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "revision": revision(),
+        "model": model,
+        "strategies": list(strategies),
+        "summary": {
+            strategy: summarize([s for s in scores if s.strategy == strategy])
+            for strategy in strategies
+        },
+        "cases": [asdict(s) for s in scores],
+    }
+
+
+def cases_named(names: str) -> list[Case]:
+    """All cases, or those named (comma-separated)."""
+    cases = all_cases()
+    if not names:
+        return cases
+    wanted = {name.strip() for name in names.split(",")}
+    unknown = wanted - {c.name for c in cases}
+    if unknown:
+        raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
+    return [c for c in cases if c.name in wanted]
+
+
+def save(report: dict[str, Any], text: str) -> Path:
+    """Write the report as JSON and Markdown under eval/results/ (and as latest-<model>)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", report["model"].lower()).strip("-")
+    for name in (f"latest-{slug}",):
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / f"{name}.md").write_text(text + "\n")
+    return RESULTS / f"latest-{slug}.md"
