@@ -140,3 +140,20 @@ def test_the_guard_stops_the_stream_and_keeps_one_copy() -> None:
 def test_citations_are_checked_against_the_ids_given() -> None:
     citations = check_citations("T1 then T3, see T12 and T1 again (T2x is not one)", ["T1", "T3"])
     assert citations.valid == ["T1", "T3"] and citations.invalid == ["T12"]
+
+
+def test_the_guard_streams_a_long_answer_in_pieces_without_false_alarms() -> None:
+    # 1,000 distinct 8,000-character words and no newline: nothing repeats, and the guard
+    # must not rescan what it has already seen (the SSE load test streams exactly this).
+    guard = DegenerationGuard()
+    pieces = [f"{'x' * 8000}{i} " for i in range(1000)]
+    assert all(guard.feed(piece) for piece in pieces)
+    assert not guard.degenerate and guard.answer() == "".join(pieces)
+
+
+def test_the_guard_finds_a_loop_that_arrives_a_token_at_a_time() -> None:
+    guard = DegenerationGuard()
+    text = "The disk is full on db-0.\n" + "Check the disk usage of db-0 now.\n" * 5
+    fed = [guard.feed(char) for char in text]
+    assert guard.degenerate and False in fed  # it asked to stop the stream
+    assert guard.answer() == "The disk is full on db-0.\nCheck the disk usage of db-0 now."

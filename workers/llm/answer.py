@@ -32,15 +32,13 @@ def repetition_start(text: str) -> int | None:
     row at the very end (whitespace folded), and a line of at least MIN_LINE_CHARS that has
     appeared LINE_REPEATS times. The text before the returned index keeps one copy.
     """
-    lines = [line.strip() for line in text.splitlines()]
-    seen: dict[str, list[int]] = {}
-    offset = 0
-    for raw, line in zip(text.splitlines(keepends=True), lines, strict=True):
-        if len(line) >= MIN_LINE_CHARS and _words(line) >= 3:
-            seen.setdefault(line, []).append(offset)
-            if len(seen[line]) >= LINE_REPEATS:
-                return seen[line][1]
-        offset += len(raw)
+    guard = DegenerationGuard()
+    guard.feed(text)
+    return guard.cut
+
+
+def _tail_repeat(text: str) -> int | None:
+    """The start of the second copy of a unit repeated REPEATS times at the end, or None."""
     squashed = _squash(text)
     for size in range(MIN_UNIT_CHARS, min(MAX_UNIT_CHARS, len(squashed) // REPEATS) + 1):
         unit = squashed[-size:]
@@ -67,27 +65,74 @@ def _unsquashed_index(text: str, squashed_length: int) -> int:
 
 
 class DegenerationGuard:
-    """Fed the answer as it streams; `degenerate` turns True once it loops."""
+    """Fed the answer as it streams; `degenerate` turns True once it loops.
+
+    The work per fragment is bounded whatever the length of the answer so far: complete
+    lines are counted once each, and the repeated-unit check reads a tail long enough to
+    hold REPEATS units of MAX_UNIT_CHARS, whitespace runs included.
+    """
+
+    TAIL_CHARS = 8 * REPEATS * MAX_UNIT_CHARS
 
     def __init__(self) -> None:
-        self.text = ""
+        self._parts: list[str] = []
+        self._length = 0
+        self._line_start = 0  # offset of the line still being written
+        self._partial: list[str] = []  # the pieces of the line still being written
+        self._lines: dict[str, list[int]] = {}
         self.degenerate = False
         self.cut: int | None = None
 
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
     def feed(self, fragment: str) -> bool:
         """Add a fragment; False when the stream should stop."""
-        self.text += fragment
-        if not fragment.strip() and not fragment.endswith("\n"):
-            return True
-        start = repetition_start(self.text)
+        self._parts.append(fragment)
+        self._length += len(fragment)
+        start = self._complete_lines(fragment)
+        if start is None and (fragment.strip() or fragment.endswith("\n")):
+            tail = self._tail()
+            found = _tail_repeat(tail)
+            if found is not None:
+                start = self._length - len(tail) + found
         if start is not None:
             self.degenerate, self.cut = True, start
             return False
         return True
 
+    def _complete_lines(self, fragment: str) -> int | None:
+        if "\n" not in fragment:
+            self._partial.append(fragment)
+            return None
+        first, *rest, last = fragment.split("\n")
+        done = ["".join([*self._partial, first]), *rest]
+        self._partial = [last]
+        for raw in done:
+            line = raw.strip()
+            offset, self._line_start = self._line_start, self._line_start + len(raw) + 1
+            if len(line) >= MIN_LINE_CHARS and _words(line) >= 3:
+                offsets = self._lines.setdefault(line, [])
+                offsets.append(offset)
+                if len(offsets) >= LINE_REPEATS:
+                    return offsets[1]
+        return None
+
+    def _tail(self) -> str:
+        tail: list[str] = []
+        size = 0
+        for part in reversed(self._parts):
+            tail.append(part)
+            size += len(part)
+            if size >= self.TAIL_CHARS:
+                break
+        return "".join(reversed(tail))[-self.TAIL_CHARS :]
+
     def answer(self) -> str:
         """The text without its repeated tail."""
-        return self.text if self.cut is None else self.text[: self.cut].rstrip()
+        text = self.text
+        return text if self.cut is None else text[: self.cut].rstrip()
 
 
 def check_citations(text: str, given: Iterable[str]) -> Citations:
