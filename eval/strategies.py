@@ -15,11 +15,12 @@ from pathlib import Path
 from eval.clients import EvalClient
 from shared.logql import parse_log_filter
 from shared.schemas import AnalysisRequest, EvidenceItem, Findings, JobResult
-from shared.settings import DEFAULT_LOG_FILTER, Settings
+from shared.settings import SEVERE_LINE_FILTER, Settings
+from workers.inprocess import analyze
 from workers.llm.answer import check_citations
-from workers.sources import Window
+from workers.sources import ReadPlan, Window, read_all
 from workers.sources.files import FileSource
-from workers.stages import call_llm, flatten, normalize, query_loki
+from workers.stages import call_llm, query_loki
 
 SEED_LINES = 15
 SEED_SYSTEM = (
@@ -76,17 +77,10 @@ def run_ours(
 ) -> Outcome:
     """The service's pipeline on the incident's files; no model call when `client` is None."""
     started = time.monotonic()
-    source = FileSource(pods)
-    fetched, counts = query_loki.run(
-        request, source, previous_scan_limit=min(settings.previous_window_scan_limit, 10**6)
+    analysis = analyze(
+        request, FileSource(pods), previous_budget=settings.previous_window_scan_limit
     )
-    entries, previous, _ = flatten.run(
-        fetched.current.lines, None if fetched.previous is None else fetched.previous.lines
-    )
-    start = query_loki.to_ns(request.time_range.start)
-    end = query_loki.to_ns(request.time_range.end)
-    window = normalize.WindowInfo(start, end, counts.query, counts.seen)
-    normalized, _ = normalize.run(entries, limit=request.limit, previous=previous, window=window)
+    normalized, counts = analysis.normalized, analysis.query
     if client is None:
         shown = normalized.evidence[: request.limit]
         return Outcome(
@@ -139,12 +133,12 @@ def newest_lines(request: AnalysisRequest, pods: Path) -> list[str]:
     """The newest SEED_LINES lines of the window that match the default filter."""
     window = Window(
         request.filters,
-        parse_log_filter(DEFAULT_LOG_FILTER),
+        parse_log_filter(SEVERE_LINE_FILTER),
         query_loki.to_ns(request.time_range.start),
         query_loki.to_ns(request.time_range.end),
     )
-    read = FileSource(pods).read(window, scan_limit=10**7)
-    return [raw.line for raw in read.lines[-SEED_LINES:]]
+    lines, _ = read_all(FileSource(pods), ReadPlan(window, budget=10**7))
+    return [raw.line for raw in lines[-SEED_LINES:]]
 
 
 def run_seed(

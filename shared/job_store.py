@@ -284,6 +284,36 @@ class JobStore(_Store[redis.Redis]):
     def put_stage_data(self, job_id: str, stage: Stage, payload: Any) -> None:
         self.redis.set(redis_keys.stage_data(job_id, stage), compress(payload), ex=self.ttl_s)
 
+    def put_chunk(self, job_id: str, stage: Stage, name: str, payload: Any) -> None:
+        """Store one chunk of a stage's output (a field of its hash; names sort in order)."""
+        key = redis_keys.stage_data(job_id, stage)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, name, compress(payload))
+        pipe.expire(key, self.ttl_s)
+        pipe.execute()
+
+    def chunk_names(self, job_id: str, stage: Stage, prefix: str = "") -> list[str]:
+        """The names of a stage's chunks that start with `prefix`, sorted."""
+        names = (_text(n) for n in self.redis.hkeys(redis_keys.stage_data(job_id, stage)))
+        return sorted(n for n in names if n.startswith(prefix))
+
+    def get_chunk(self, job_id: str, stage: Stage, name: str) -> Any:
+        blob = self.redis.hget(redis_keys.stage_data(job_id, stage), name)
+        if blob is None:
+            raise JobNotFoundError(
+                f"{stage} chunk {name} of job {job_id} is missing", job_id=job_id
+            )
+        return decompress(blob if isinstance(blob, bytes) else blob.encode())
+
+    def drop_chunks(self, job_id: str, stage: Stage, prefix: str = "") -> None:
+        """Delete a stage's chunks that start with `prefix` (all of them by default)."""
+        if not prefix:
+            self.redis.delete(redis_keys.stage_data(job_id, stage))
+            return
+        names = self.chunk_names(job_id, stage, prefix)
+        if names:
+            self.redis.hdel(redis_keys.stage_data(job_id, stage), *names)
+
     def get_stage_data(self, job_id: str, stage: Stage) -> Any:
         blob = self.redis.get(redis_keys.stage_data(job_id, stage))
         if blob is None:

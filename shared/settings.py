@@ -8,7 +8,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_LOG_FILTER = '|~ "(?i)(error|warn|failed|exception|panic|fatal)"'
+DEFAULT_SCAN_LIMIT = 20_000
+# Error-or-warning lines: what a request without a log_filter reads first (and all the
+# original single-process service ever read).
+SEVERE_LINE_FILTER = '|~ "(?i)(error|warn|failed|exception|panic|fatal)"'
 
 
 class Settings(BaseSettings):
@@ -39,12 +42,14 @@ class Settings(BaseSettings):
     # Request limits.
     max_time_range_hours: float = Field(default=24.0, gt=0)
     max_limit: int = 200
-    max_scan_limit: int = 100_000
+    max_scan_limit: int = Field(default=1_000_000, ge=1, le=1_000_000)
     loki_page_size: int = Field(default=5000, ge=1, le=5000)
     # Lines read from the window before the requested one (same length), to tell new
     # templates from steady ones; 0 turns that read off.
     previous_window_scan_limit: int = Field(default=20_000, ge=0)
     loki_timeout_s: float = 30.0
+    # Ranges of a window fetched from Loki at once (Loki's frontend splits the same way).
+    loki_parallelism: int = Field(default=4, ge=1, le=32)
     loki_max_retries: int = 4
 
     # LLM.

@@ -22,4 +22,4 @@ def validate_request(request: AnalysisRequest, settings: Settings) -> str:
         raise InvalidQueryError(
             "scan_limit", f"scan_limit must be at most {settings.max_scan_limit}"
         )
-    return build_query(request.filters, parse_log_filter(request.log_filter))
+    return build_query(request.filters, parse_log_filter(request.log_filter or ""))

@@ -13,56 +13,61 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from shared import metrics
 from shared.metrics import MetricsRecorder
 from shared.schemas import TERMINAL_STATUSES, EventType, QueryCounts, RetryData, Stage, TokenData
-from shared.schemas.findings import PreviousWindow
 from workers import context, stage_data
-from workers.evidence.findings import utc
 from workers.llm.slots import LlmSlot
 from workers.runner import StageRun, Work
 from workers.stages import call_llm, flatten, normalize, query_loki
 
 
 def run_query_loki(run: StageRun) -> None:
-    fetched, counts = query_loki.run(
+    lines = stage_data.RedisLines(run.store, run.job_id)
+    lines.clear()
+    counts = query_loki.run(
         run.request,
         context.log_source(),
-        previous_scan_limit=min(run.settings.previous_window_scan_limit, run.request.scan_limit),
+        lines,
+        previous_budget=min(run.settings.previous_window_scan_limit, run.request.scan_limit),
+        context=flatten.may_be_multiline,
     )
-    stage_data.save_lines(run.store, run.job_id, fetched)
     span = trace.get_current_span()
     span.set_attribute("logql.query", counts.query)
     span.set_attribute("logs.redactions", counts.redactions)
     span.set_attribute("loki.pages", counts.pages)
     span.set_attribute("loki.entries", counts.kept)
+    if counts.coverage is not None:
+        span.set_attribute("logs.coverage", counts.coverage.mode)
+        if counts.coverage.lines_in_window is not None:
+            span.set_attribute("logs.lines_in_window", counts.coverage.lines_in_window)
     MetricsRecorder(run.store.redis).inc(metrics.LOKI_LINES, counts.seen)
     run.counts = counts
 
 
+def query_counts(run: StageRun) -> QueryCounts:
+    """What the query stage of this job read (its counts, with the coverage)."""
+    return QueryCounts.model_validate_json(run.store.fields(run.job_id)["counts:query_loki"])
+
+
 def run_flatten(run: StageRun) -> None:
-    entries, previous, counts = flatten.run(*stage_data.load_lines(run.store, run.job_id))
-    stage_data.save_entries(run.store, run.job_id, entries, previous)
+    lines = stage_data.RedisLines(run.store, run.job_id)
+    entries = stage_data.RedisEntries(run.store, run.job_id)
+    entries.clear()
+    previous = (
+        lines.lines(query_loki.PREVIOUS) if query_counts(run).previous_seen is not None else None
+    )
+    counts = flatten.run(lines.lines(query_loki.CURRENT), previous, entries)
     trace.get_current_span().set_attribute("logs.flattened_count", counts.entries)
     run.counts = counts
 
 
-def window_info(run: StageRun) -> normalize.WindowInfo:
-    """The window as the findings describe it: bounds, query, lines scanned, the one before."""
-    query = QueryCounts.model_validate_json(run.store.fields(run.job_id)["counts:query_loki"])
-    start = query_loki.to_ns(run.request.time_range.start)
-    end = query_loki.to_ns(run.request.time_range.end)
-    previous = PreviousWindow(
-        start=utc(2 * start - end),
-        end=utc(start),
-        available=query.previous_seen is not None,
-        lines=query.previous_seen or 0,
-        note=query.previous_note,
-    )
-    return normalize.WindowInfo(start, end, query.query, query.seen, previous)
-
-
 def run_normalize(run: StageRun) -> None:
-    entries, previous = stage_data.load_entries(run.store, run.job_id)
+    stored = stage_data.RedisEntries(run.store, run.job_id)
+    query = query_counts(run)
+    previous = stored.entries(query_loki.PREVIOUS) if query.previous_seen is not None else None
     result, counts = normalize.run(
-        entries, limit=run.request.limit, previous=previous, window=window_info(run)
+        stored.entries(query_loki.CURRENT),
+        limit=run.request.limit,
+        previous=previous,
+        window=normalize.window_info(run.request, query),
     )
     stage_data.save_evidence(run.store, run.job_id, result)
     span = trace.get_current_span()

@@ -91,4 +91,5 @@ def log_source() -> LogSource:
         page_size=cfg.loki_page_size,
         retry=RetryPolicy(attempts=cfg.loki_max_retries, base_s=0.5, cap_s=30.0),
         timeout_s=cfg.loki_timeout_s,
+        parallelism=cfg.loki_parallelism,
     )

@@ -1,49 +1,50 @@
-"""Stage outputs in Redis between stages: compact, JSON-safe encodings, saved and loaded.
+"""Stage outputs between stages: compact chunks, stored as they come and read back lazily.
 
-Each stage's output is one compressed value under `redis_keys.stage_data`; it expires with
-the job and is deleted when the job ends.
+`query_loki` and `flatten` write their output as chunks, fields of one Redis hash per stage
+named ``<part>/<group>/<seq>`` (`part`: the window or the one before) so that names sort in
+time order within a group; the next stage reads them one chunk at a time, so a million lines
+are never in memory at once. `normalize`'s evidence is one value. All of it expires with
+the job and is deleted when the job ends. `MemoryChunks` keeps the same chunks in memory,
+for the evaluation and tests that run the stages in process.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from shared.job_store import JobStore
-from shared.schemas import Entry, FetchResult, Level, NormalizeResult, RawLine, Stage
-from workers.stages.query_loki import Fetched
+from shared.schemas import Entry, Level, NormalizeResult, RawLine, Stage
+from workers.sources import Chunk, merge_chunks, merge_groups
 
 
-def encode_fetch(result: FetchResult) -> dict[str, Any]:
+def encode_lines(lines: list[RawLine]) -> dict[str, Any]:
     """Label sets are stored once and referenced by index: most lines share a few streams."""
     index: dict[tuple[tuple[str, str], ...], int] = {}
     labels: list[dict[str, str]] = []
-    lines: list[list[Any]] = []
-    for raw in result.lines:
+    rows: list[list[Any]] = []
+    for raw in lines:
         key = tuple(sorted(raw.labels.items()))
         slot = index.get(key)
         if slot is None:
             slot = index[key] = len(labels)
             labels.append(raw.labels)
-        lines.append([raw.ts_ns, slot, raw.line])
-    return {
-        "query": result.query,
-        "labels": labels,
-        "lines": lines,
-        "seen": result.seen,
-        "kept": result.kept,
-        "dropped": result.dropped,
-        "pages": result.pages,
-    }
+        row: list[Any] = [raw.ts_ns, slot, raw.line]
+        if raw.weight != 1.0:
+            row.append(raw.weight)
+        rows.append(row)
+    return {"labels": labels, "lines": rows}
 
 
-def decode_fetch(payload: dict[str, Any]) -> list[RawLine]:
+def decode_lines(payload: dict[str, Any]) -> list[RawLine]:
     labels: list[dict[str, str]] = payload["labels"]
-    return [RawLine(ts, labels[slot], line) for ts, slot, line in payload["lines"]]
+    return [RawLine(row[0], labels[row[1]], row[2], *row[3:]) for row in payload["lines"]]
 
 
 def encode_entries(entries: list[Entry]) -> list[list[Any]]:
-    return [
-        [
+    rows: list[list[Any]] = []
+    for e in entries:
+        row = [
             e.ts_ns,
             e.namespace,
             e.pod,
@@ -55,47 +56,98 @@ def encode_entries(entries: list[Entry]) -> list[list[Any]]:
             e.keep,
             e.raw,
         ]
-        for e in entries
-    ]
+        if e.weight != 1.0:
+            row.append(e.weight)
+        rows.append(row)
+    return rows
 
 
 def decode_entries(rows: list[list[Any]]) -> list[Entry]:
-    return [
-        Entry(ts, ns, pod, container, node, Level(level), message, fields, keep, raw)
-        for ts, ns, pod, container, node, level, message, fields, keep, raw in rows
-    ]
+    return [Entry(row[0], row[1], row[2], row[3], row[4], Level(row[5]), *row[6:]) for row in rows]
 
 
-def save_lines(store: JobStore, job_id: str, fetched: Fetched) -> None:
-    previous = None if fetched.previous is None else encode_fetch(fetched.previous)
-    payload = {"current": encode_fetch(fetched.current), "previous": previous}
-    store.put_stage_data(job_id, Stage.QUERY_LOKI, payload)
+def _groups(names: list[str]) -> list[list[str]]:
+    """Chunk names ``part/group/seq`` by group, each in order."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split("/")[1], []).append(name)
+    return list(groups.values())
 
 
-def load_lines(store: JobStore, job_id: str) -> tuple[list[RawLine], list[RawLine] | None]:
-    """The window's lines and the window before's (None when it was not read)."""
-    payload = store.get_stage_data(job_id, Stage.QUERY_LOKI)
-    previous = payload["previous"]
-    return decode_fetch(payload["current"]), None if previous is None else decode_fetch(previous)
+class RedisLines:
+    """The query stage's chunks in Redis: written by the stage, read by flatten."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+
+    def put(self, part: str, chunk: Chunk) -> None:
+        name = f"{part}/{chunk.group}/{chunk.seq:09d}"
+        self.store.put_chunk(self.job_id, Stage.QUERY_LOKI, name, encode_lines(chunk.lines))
+
+    def drop(self, part: str) -> None:
+        self.store.drop_chunks(self.job_id, Stage.QUERY_LOKI, f"{part}/")
+
+    def clear(self) -> None:
+        """Forget an earlier attempt's chunks."""
+        self.store.drop_chunks(self.job_id, Stage.QUERY_LOKI)
+
+    def lines(self, part: str) -> Iterator[RawLine]:
+        """The lines of `part`, oldest first, loaded a chunk at a time."""
+        names = self.store.chunk_names(self.job_id, Stage.QUERY_LOKI, f"{part}/")
+        return merge_groups(self._load(group) for group in _groups(names))
+
+    def _load(self, names: list[str]) -> Iterator[RawLine]:
+        for name in names:
+            yield from decode_lines(self.store.get_chunk(self.job_id, Stage.QUERY_LOKI, name))
 
 
-def save_entries(
-    store: JobStore, job_id: str, entries: list[Entry], previous: list[Entry] | None
-) -> None:
-    payload = {
-        "current": encode_entries(entries),
-        "previous": None if previous is None else encode_entries(previous),
-    }
-    store.put_stage_data(job_id, Stage.FLATTEN, payload)
+class RedisEntries:
+    """The flatten stage's chunks in Redis: written by flatten, read by normalize."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.written: dict[str, int] = {}
+
+    def put_entries(self, part: str, entries: list[Entry]) -> None:
+        seq = self.written.get(part, 0)
+        self.written[part] = seq + 1
+        name = f"{part}/entries/{seq:09d}"
+        self.store.put_chunk(self.job_id, Stage.FLATTEN, name, encode_entries(entries))
+
+    def clear(self) -> None:
+        """Forget an earlier attempt's chunks."""
+        self.store.drop_chunks(self.job_id, Stage.FLATTEN)
+
+    def entries(self, part: str) -> Iterator[Entry]:
+        """The entries of `part` in time order, loaded a chunk at a time."""
+        for name in self.store.chunk_names(self.job_id, Stage.FLATTEN, f"{part}/"):
+            yield from decode_entries(self.store.get_chunk(self.job_id, Stage.FLATTEN, name))
 
 
-def load_entries(store: JobStore, job_id: str) -> tuple[list[Entry], list[Entry] | None]:
-    payload = store.get_stage_data(job_id, Stage.FLATTEN)
-    previous = payload["previous"]
-    return (
-        decode_entries(payload["current"]),
-        None if previous is None else decode_entries(previous),
-    )
+class MemoryChunks:
+    """The same chunks in memory, for in-process runs (the evaluation, tests)."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[Chunk]] = {}
+        self.batches: dict[str, list[list[Entry]]] = {}
+
+    def put(self, part: str, chunk: Chunk) -> None:
+        self.chunks.setdefault(part, []).append(chunk)
+
+    def drop(self, part: str) -> None:
+        self.chunks.pop(part, None)
+
+    def lines(self, part: str) -> Iterator[RawLine]:
+        return merge_chunks(self.chunks.get(part, []))
+
+    def put_entries(self, part: str, entries: list[Entry]) -> None:
+        self.batches.setdefault(part, []).append(entries)
+
+    def entries(self, part: str) -> Iterator[Entry]:
+        for batch in self.batches.get(part, []):
+            yield from batch
 
 
 def save_evidence(store: JobStore, job_id: str, result: NormalizeResult) -> None:

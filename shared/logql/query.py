@@ -67,4 +67,4 @@ def build_query(filters: Filters, log_filter: LogFilter) -> str:
 
 def validate_request_filters(request: AnalysisRequest) -> tuple[Filters, LogFilter]:
     """Everything the API checks before queueing: the filters and the parsed `log_filter`."""
-    return validate_filters(request.filters), parse_log_filter(request.log_filter)
+    return validate_filters(request.filters), parse_log_filter(request.log_filter or "")

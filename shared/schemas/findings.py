@@ -10,13 +10,75 @@ from pydantic import BaseModel, Field
 from shared.schemas.levels import Level
 
 
+class CoverageRange(BaseModel):
+    """One part of the window: its lines (None: unknown) and how many were read."""
+
+    start: datetime
+    end: datetime
+    lines: int | None
+    read: int
+
+
+class Coverage(BaseModel):
+    """How much of the window was read, and how.
+
+    `complete`: every matching line. `sampled`: more lines matched than the budget, so the
+    read spread the budget across the whole window (with the default plan, every
+    error-or-warning line when they fit, and a sample of the rest); counts of sampled
+    templates are estimates. `partial`: some ranges could not be read (`failed`). `cut`:
+    the source could not count, so the read stopped at the budget and the rest of the
+    window is unknown. `context_lines`: lines read beside matches to complete multi-line
+    events, not counted in `lines_read`.
+    """
+
+    mode: Literal["complete", "sampled", "partial", "cut"]
+    lines_in_window: int | None
+    lines_read: int
+    severe_in_window: int | None = None
+    severe_read: int | None = None
+    context_lines: int = 0
+    ranges: list[CoverageRange] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+
+    @property
+    def estimated(self) -> bool:
+        """Whether some template counts are scaled up from a sample."""
+        return self.mode == "sampled" or (
+            self.mode == "partial" and self.lines_read < (self.lines_in_window or 0)
+        )
+
+    def describe(self) -> str:
+        """One sentence a person (or the model) reads about it."""
+        if self.mode == "complete":
+            return f"Read all {self.lines_read:,} matching lines of the window."
+        if self.mode == "cut":
+            return (
+                f"Read only the first {self.lines_read:,} matching lines of the window: the "
+                "rest of it was not read (the source could not count its lines)."
+            )
+        total = "?" if self.lines_in_window is None else f"{self.lines_in_window:,}"
+        text = f"Read {self.lines_read:,} of ~{total} matching lines across the whole window"
+        if self.severe_in_window is not None and self.severe_read is not None:
+            if self.severe_read >= self.severe_in_window:
+                text += f", every error-or-warning line ({self.severe_in_window:,})"
+            else:
+                text += (
+                    f", {self.severe_read:,} of ~{self.severe_in_window:,} error-or-warning lines"
+                )
+        text += "; counts marked ~ are estimates from a sample."
+        if self.failed:
+            text += f" Not read: {'; '.join(self.failed)}."
+        return text
+
+
 class Searched(BaseModel):
-    """What was looked at: the query, the window, how many lines were scanned."""
+    """What was looked at: the query, the window, how many lines were scanned, and how."""
 
     query: str
     start: datetime
     end: datetime
     lines_scanned: int
+    coverage: Coverage | None = None
 
 
 class PreviousWindow(BaseModel):

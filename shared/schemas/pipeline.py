@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.schemas.findings import Findings
+from shared.schemas.findings import Coverage, Findings
 from shared.schemas.levels import Level
 
 # Hot path: dataclasses, not pydantic.
@@ -15,16 +15,19 @@ from shared.schemas.levels import Level
 
 @dataclass(slots=True)
 class RawLine:
-    """One log line as a source returned it."""
+    """One log line as a source returned it; `weight` is how many lines of the window it
+    stands for (1 when every line was read; more for a line of a sample)."""
 
     ts_ns: int
     labels: dict[str, str]
     line: str
+    weight: float = 1.0
 
 
 @dataclass(slots=True)
 class FetchResult:
-    """Lines read from a log source for one job, oldest first."""
+    """Lines read from a log source for one job, oldest first, and how much of the window
+    they cover (None: the source read forward up to its limit, without counting)."""
 
     lines: list[RawLine]
     query: str
@@ -32,6 +35,7 @@ class FetchResult:
     kept: int = 0
     dropped: int = 0
     pages: int = 0
+    coverage: Coverage | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +58,7 @@ class Entry:
     fields: dict[str, str] = field(default_factory=dict)
     keep: str = ""
     raw: str = ""
+    weight: float = 1.0
 
 
 class EvidenceItem(BaseModel):
@@ -63,6 +68,9 @@ class EvidenceItem(BaseModel):
     template: str
     level: Level
     count: int
+    estimated: bool = Field(
+        default=False, description="count scaled up from a sample of the window (see coverage)"
+    )
     first_seen: datetime
     last_seen: datetime
     pods: list[str]
@@ -107,12 +115,15 @@ class QueryCounts(StageCountsBase):
     redactions: int
     previous_seen: int | None = None  # lines of the window before; None: it was not read
     previous_note: str = ""
+    coverage: Coverage | None = None
+    previous_coverage: Coverage | None = None
 
     def summary(self) -> str:
-        return (
-            f"read {self.kept:,} log lines ({self.seen:,} scanned), "
-            f"{self.redactions:,} secrets redacted"
-        )
+        read = f"read {self.kept:,} log lines ({self.seen:,} scanned)"
+        if self.coverage is not None and self.coverage.mode != "complete":
+            total = self.coverage.lines_in_window
+            read += f", {self.coverage.mode} from ~{total:,} in the window" if total else ""
+        return f"{read}, {self.redactions:,} secrets redacted"
 
 
 class FlattenCounts(StageCountsBase):

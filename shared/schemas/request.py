@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.settings import DEFAULT_LOG_FILTER
+from shared.settings import DEFAULT_SCAN_LIMIT
 
 # Loki and the pipeline count time in int64 nanoseconds since 1970.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,6 +58,17 @@ class AnalysisRequest(BaseModel):
     time_range: TimeRange
     filters: Filters
     limit: int = Field(default=15, ge=1, le=200, description="templates shown to the LLM")
-    scan_limit: int = Field(default=5000, ge=1, le=1_000_000, description="log lines read at most")
-    log_filter: str = Field(default=DEFAULT_LOG_FILTER, max_length=2000)
+    scan_limit: int = Field(
+        default=DEFAULT_SCAN_LIMIT,
+        ge=1,
+        le=1_000_000,
+        description="log lines read at most; a window holding more is sampled across its "
+        "whole length (see coverage in the findings)",
+    )
+    log_filter: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="a LogQL pipeline such as '|~ \"timeout\"'; null (the default) reads "
+        'every line, error-or-warning ones first; "" reads every line evenly',
+    )
     question: str | None = Field(default=None, max_length=2000)

@@ -57,9 +57,11 @@ def test_happy_path_streams_stages_tokens_result(stack: ServiceStack) -> None:
     view = stack.job(body["job_id"])
     assert view["status"] == "succeeded"
     assert view["result"]["analysis"] == stack.llama.config.reply
-    assert (
-        view["counts"]["query_loki"]["kept"] == 403
-    )  # the default filter keeps errors, not the 200 INFO lines
+    # No log_filter: every line of the window (the 200 INFO lines too), as the budget holds them.
+    query = view["counts"]["query_loki"]
+    assert query["kept"] == 603
+    assert query["coverage"]["mode"] == "complete"
+    assert result["findings"]["searched"]["coverage"]["lines_read"] == 603
     assert view["started_at"] and view["finished_at"]
 
 
@@ -129,7 +131,7 @@ def test_cancel_stops_llm_and_ends_stream_with_cancelled(stack: ServiceStack) ->
 
 
 def test_loki_rejection_becomes_error_event_and_failed_job(stack: ServiceStack) -> None:
-    stack.loki.fail_next(400, 1, body="max entries limit per query exceeded")
+    stack.loki.fail_next(400, 10, body="max entries limit per query exceeded")
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
     error = next(e for e in events if e.event == "error").json["data"]
@@ -138,6 +140,22 @@ def test_loki_rejection_becomes_error_event_and_failed_job(stack: ServiceStack) 
     assert "max entries limit" in error["message"]
     assert events[-1].event == "done"
     assert stack.job(job_id)["status"] == "failed"
+    stack.loki.fail_next(400, 0)
+
+
+def test_a_loki_that_cannot_count_is_read_forward_and_says_so(stack: ServiceStack) -> None:
+    # Both count queries (all lines, error-or-warning lines) refused: the read goes on.
+    stack.loki.fail_next(400, 2, body="metric queries are disabled")
+    job_id = stack.submit(scan_limit=100)
+    view = stack.wait_terminal(job_id)
+    assert view["status"] == "succeeded"
+    coverage = view["result"]["findings"]["searched"]["coverage"]
+    assert (coverage["mode"], coverage["lines_read"], coverage["lines_in_window"]) == (
+        "cut",
+        100,
+        None,
+    )
+    assert "was not read" in view["result"]["findings"]["summary"]
 
 
 def test_loki_down_fails_the_job_after_retries(stack: ServiceStack) -> None:
@@ -192,7 +210,7 @@ def test_legacy_stream_endpoint_streams_plain_text(stack: ServiceStack) -> None:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")
         text = "".join(response.iter_text())
-    assert text.startswith("Read 403 log lines")
+    assert text.startswith("Read 603 log lines")
     assert "Summary:" in text
     assert text.endswith(stack.llama.config.reply)
 
@@ -215,7 +233,7 @@ def test_legacy_stream_endpoint_streams_plain_text(stack: ServiceStack) -> None:
         ({"filters": {"namespace": "Shop_Prod"}}, "namespace"),
         ({"log_filter": '|~ "(?i)(error"'}, "log_filter"),
         ({"log_filter": '} or {namespace=~".+"'}, "log_filter"),
-        ({"scan_limit": 100_001}, "scan_limit"),
+        ({"scan_limit": 1_000_001}, "scan_limit"),
     ],
 )
 def test_validation_errors_name_the_field(

@@ -15,11 +15,14 @@ port, so a Celery worker in another process can reach it too.
 
 from __future__ import annotations
 
+import argparse
+import bisect
+import heapq
 import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +53,14 @@ __all__ = [
 ]
 
 MAX_ENTRIES_LIMIT = 5000
+_COUNT_QUERY = re.compile(
+    r"sum\(count_over_time\((?P<query>.+) \[(?P<range>[0-9a-z]+)\]"
+    r"(?: offset (?P<offset>[0-9a-z]+))?\)\)",
+    re.DOTALL,
+)
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+_Hit = tuple[int, tuple[tuple[str, str], ...], int, str, str, dict[str, str]]
 MAX_QUERY_LENGTH_NS = (30 * 24 + 1) * 3600 * 10**9  # 30d1h, Loki's default max_query_length
 QUERY_RANGE = "/loki/api/v1/query_range"
 
@@ -128,6 +139,7 @@ class _Fault:
     body: str = ""
     retry_after: str | None = None
     times: int = 1
+    skip: int = 0  # requests let through before the fault starts
 
 
 @dataclass(slots=True)
@@ -136,6 +148,16 @@ class _Stream:
     # (ts, seq, line, detected_level); seq keeps insertion order within a nanosecond.
     entries: list[tuple[int, int, str, str]] = field(default_factory=list)
     keys: set[tuple[int, str]] = field(default_factory=set)
+    times: list[int] = field(default_factory=list)  # entries' timestamps, once sorted
+    dirty: bool = False
+
+    def sorted_view(self) -> tuple[list[tuple[int, int, str, str]], list[int]]:
+        """The entries in (ts, seq) order and their timestamps (for bisect); sorts lazily."""
+        if self.dirty:
+            self.entries.sort()
+            self.times = [e[0] for e in self.entries]
+            self.dirty = False
+        return self.entries, self.times
 
 
 def detect_level(line: str) -> str:
@@ -281,6 +303,9 @@ class LokiStub:
         self._requests: list[StubRequest] = []
         self._release = threading.Event()
         self.ready = True
+        # Time each query waits before it is evaluated: Loki's own work (index lookup,
+        # chunk fetch) happens on other machines, so a client can overlap it.
+        self.latency_s = 0.0
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
@@ -306,6 +331,7 @@ class LokiStub:
                 stream.keys.add((ts, line))
                 self._seq += 1
                 stream.entries.append((int(ts), self._seq, line, detect_level(line)))
+                stream.dirty = True
 
     def fail_next(
         self,
@@ -315,8 +341,10 @@ class LokiStub:
         body: str | None = None,
         retry_after: str | None = None,
         path: str | None = QUERY_RANGE,
+        skip: int = 0,
     ) -> None:
-        """Answer the next `times` requests to `path` (any path if None) with `status`.
+        """Answer the next `times` requests to `path` (any path if None) with `status`,
+        after letting `skip` of them through.
 
         ``times=0`` cancels the faults still pending for `path` instead.
         """
@@ -325,12 +353,17 @@ class LokiStub:
             if times <= 0:
                 self._faults = [f for f in self._faults if f.path != path]
                 return
-            self._faults.append(_Fault(path, status, 0.0, text, retry_after, times))
+            self._faults.append(_Fault(path, status, 0.0, text, retry_after, times, skip))
 
     def hang_next(self, seconds: float, times: int = 1, *, path: str | None = QUERY_RANGE) -> None:
         """Hold the next `times` requests to `path` for `seconds` before answering normally."""
         with self._lock:
             self._faults.append(_Fault(path, 0, seconds, "", None, times))
+
+    def stored(self) -> list[tuple[int, dict[str, str], str]]:
+        """Every stored entry as (ts, stream labels, line), in no particular order."""
+        with self._lock:
+            return [(e[0], s.labels, e[2]) for s in self._streams.values() for e in s.entries]
 
     @property
     def requests(self) -> list[StubRequest]:
@@ -378,6 +411,9 @@ class LokiStub:
         with self._lock:
             for fault in self._faults:
                 if fault.path is None or fault.path == path:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -395,6 +431,42 @@ class LokiStub:
     def _label_values(self, name: str) -> list[str]:
         with self._lock:
             return sorted({s.labels[name] for s in self._streams.values() if name in s.labels})
+
+    def _count(
+        self, metric: re.Match[str], start: int, end: int, step_text: str | None, began: float
+    ) -> dict[str, Any]:
+        """``sum(count_over_time(<query> [range] offset o))`` as Loki evaluates it: points at
+        multiples of `step` since the epoch within ``[start, end]``, each counting the lines
+        in ``(t - o - range, t - o]``; points with no line are left out."""
+        matchers, pipeline = parse_query(metric["query"])
+        span = parse_duration_ns(metric["range"])
+        offset = parse_duration_ns(metric["offset"]) if metric["offset"] else 0
+        step = parse_duration_ns(step_text) if step_text else max((end - start) // 250, 10**9)
+        if step <= 0:
+            raise QueryError("zero or negative query resolution step widths are not accepted")
+        first = -(-start // step) * step
+        points = list(range(first, end + 1, step))
+        if not points:
+            return _matrix([], began)
+        low, high = points[0] - offset - span + 1, points[-1] - offset + 1
+        times: list[int] = []
+        with self._lock:
+            for stream in self._streams.values():
+                if not all(m.matches(stream.labels) for m in matchers):
+                    continue
+                for ts, _key, _seq, line, level, labels in _in_range(stream, low, high, True):
+                    if pipeline.evaluate(line, {**labels, "detected_level": level}) is not None:
+                        times.append(ts)
+        times.sort()
+        values: list[list[Any]] = []
+        for t in points:
+            n = bisect.bisect_right(times, t - offset) - bisect.bisect_right(
+                times, t - offset - span
+            )
+            if n:
+                seconds = t / 10**9
+                values.append([int(seconds) if t % 10**9 == 0 else seconds, str(n)])
+        return _matrix([{"metric": {}, "values": values}] if values else [], began)
 
     def query_range(self, params: Mapping[str, str]) -> dict[str, Any]:
         """Evaluate a `query_range` the way Loki does; QueryError carries Loki's 400 text."""
@@ -417,6 +489,9 @@ class LokiStub:
         if end <= start:
             raise QueryError("end timestamp must not be before or equal to start time")
         query = params.get("query", "")
+        metric = _COUNT_QUERY.fullmatch(query.strip())
+        if metric is not None:
+            return self._count(metric, start, end, params.get("step"), began)
         matchers, pipeline = parse_query(query)
         if limit > MAX_ENTRIES_LIMIT:
             raise QueryError(
@@ -430,24 +505,23 @@ class LokiStub:
             )
 
         processed = 0
-        hits: list[tuple[int, tuple[tuple[str, str], ...], int, str]] = []
+        selected: list[tuple[int, tuple[tuple[str, str], ...], int, str]] = []
+        forward = direction == "forward"
         with self._lock:
-            streams = [
-                s for s in self._streams.values() if all(m.matches(s.labels) for m in matchers)
+            ranges = [
+                _in_range(stream, start, end, forward)
+                for stream in self._streams.values()
+                if all(m.matches(stream.labels) for m in matchers)
             ]
-            for stream in streams:
-                for ts, seq, line, level in stream.entries:
-                    if not start <= ts < end:
-                        continue
-                    processed += 1
-                    labels = pipeline.evaluate(line, {**stream.labels, "detected_level": level})
-                    if labels is not None:
-                        hits.append((ts, tuple(sorted(labels.items())), seq, line))
-        if direction == "forward":
-            hits.sort(key=lambda h: (h[0], h[1], h[2]))
-        else:
-            hits.sort(key=lambda h: (-h[0], h[1], -h[2]))
-        selected = hits[:limit]
+            # Streams merged in the order of the answer, evaluated until `limit` lines pass.
+            order = _forward_order if forward else _backward_order
+            for ts, _key, seq, line, level, labels in heapq.merge(*ranges, key=order):
+                processed += 1
+                final = pipeline.evaluate(line, {**labels, "detected_level": level})
+                if final is not None:
+                    selected.append((ts, tuple(sorted(final.items())), seq, line))
+                    if len(selected) >= limit:
+                        break
         grouped: dict[tuple[tuple[str, str], ...], list[list[str]]] = {}
         for ts, key, _, line in selected:
             grouped.setdefault(key, []).append([str(ts), line])
@@ -464,7 +538,7 @@ class LokiStub:
                         "totalBytesProcessed": 0,
                         "totalLinesProcessed": processed,
                         "totalEntriesReturned": len(selected),
-                        "totalPostFilterLines": len(hits),
+                        "totalPostFilterLines": len(selected),
                         "execTime": exec_time,
                         "queueTime": 0,
                         "subqueries": 0,
@@ -476,6 +550,48 @@ class LokiStub:
                 },
             },
         }
+
+
+def _in_range(stream: _Stream, start: int, end: int, forward: bool) -> Iterator[_Hit]:
+    """A stream's entries in ``[start, end)``, oldest first (or newest first)."""
+    entries, times = stream.sorted_view()
+    low, high = bisect.bisect_left(times, start), bisect.bisect_left(times, end)
+    key = tuple(sorted(stream.labels.items()))
+    indexes = range(low, high) if forward else range(high - 1, low - 1, -1)
+    for i in indexes:
+        ts, seq, line, level = entries[i]
+        yield ts, key, seq, line, level, stream.labels
+
+
+def _forward_order(hit: _Hit) -> tuple[int, tuple[tuple[str, str], ...], int]:
+    return hit[0], hit[1], hit[2]
+
+
+def _backward_order(hit: _Hit) -> tuple[int, tuple[tuple[str, str], ...], int]:
+    return -hit[0], hit[1], -hit[2]
+
+
+def parse_duration_ns(text: str) -> int:
+    """A Prometheus-style duration (``112500ms``, ``5m``, ``1h30m``) or float seconds."""
+    try:
+        return int(float(text) * 10**9)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise QueryError(f"invalid duration: {text!r}")
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in parts)
+
+
+def _matrix(result: list[dict[str, Any]], began: float) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": result,
+            "stats": {"summary": {"execTime": time.perf_counter() - began}},
+        },
+    }
 
 
 def _make_handler(stub: LokiStub) -> type[BaseHTTPRequestHandler]:
@@ -538,6 +654,8 @@ def _make_handler(stub: LokiStub) -> type[BaseHTTPRequestHandler]:
                         503, "Ingester not ready: waiting for 15s after being ready\n", params
                     )
             elif path == QUERY_RANGE:
+                if stub.latency_s:
+                    time.sleep(stub.latency_s)
                 try:
                     self._json(stub.query_range(params), params)
                 except QueryError as exc:
@@ -577,3 +695,23 @@ def _make_handler(stub: LokiStub) -> type[BaseHTTPRequestHandler]:
 def start_loki_stub() -> LokiStub:
     """Start a stub on 127.0.0.1 with a free port; use as a context manager or call `stop()`."""
     return LokiStub()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the stub in this process until killed (benchmarks run it beside the worker)."""
+    parser = argparse.ArgumentParser(description="The Loki stub, served on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=3100)
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="wait before evaluating each query"
+    )
+    args = parser.parse_args(argv)
+    stub = LokiStub(port=args.port)
+    stub.latency_s = args.latency_ms / 1000
+    try:
+        threading.Event().wait()
+    finally:
+        stub.stop()
+
+
+if __name__ == "__main__":
+    main()

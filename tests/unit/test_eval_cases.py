@@ -20,7 +20,8 @@ from eval.incidents.catalog import CASES_DIR, case_to_dict, is_small
 from eval.load_loki import MAX_BATCH, load
 from shared.logql import parse_log_filter
 from shared.schemas import Filters
-from workers.sources.files import parse_rfc3339_ns, read_files
+from workers.sources import ReadPlan, Window, read_all
+from workers.sources.files import FileSource, parse_rfc3339_ns
 
 CRI = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z) (stdout|stderr) F (.*)")
 POD_DIR = re.compile(r"(?P<ns>[a-z0-9-]+)_(?P<pod>[a-z0-9.-]+)_(?P<uid>[0-9a-f-]{36})")
@@ -171,19 +172,14 @@ def test_files_are_read_back_by_the_file_source(tmp_path: Path) -> None:
     case = get_case("db-credentials-rotated")
     pods = write_case(case, tmp_path)
     _, start, end = window_ns(case)
-    result = read_files(
-        pods,
-        Filters(namespace=case.namespace),
-        parse_log_filter(""),
-        start,
-        end,
-        scan_limit=case.scan_limit,
-    )
-    assert result.seen == len(list(in_window(case))) == result.kept
-    assert {raw.labels["namespace"] for raw in result.lines} == {case.namespace}
-    assert {raw.labels["container"] for raw in result.lines} >= {"api", "postgres", "nginx"}
+    window = Window(Filters(namespace=case.namespace), parse_log_filter(""), start, end)
+    lines, result = read_all(FileSource(pods), ReadPlan(window, case.scan_limit))
+    assert result.seen == len(list(in_window(case))) == result.kept == len(lines)
+    assert result.coverage is not None and result.coverage.mode == "complete"
+    assert {raw.labels["namespace"] for raw in lines} == {case.namespace}
+    assert {raw.labels["container"] for raw in lines} >= {"api", "postgres", "nginx"}
     pattern = re.compile(case.expected.cause_pattern)
-    assert any(pattern.search(raw.line) for raw in result.lines)
+    assert any(pattern.search(raw.line) for raw in lines)
 
 
 # --- committed files ------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import pytest
 from shared.errors import InvalidQueryError
 from shared.logql import LogFilter, parse_log_filter
 from shared.schemas import FetchResult, Filters
-from workers.sources.files import parse_rfc3339_ns, read_files
+from workers.sources import ReadPlan, Window, read_all
+from workers.sources.files import FileSource, parse_rfc3339_ns
+from workers.stages.flatten import flatten, may_be_multiline
 
 T0 = parse_rfc3339_ns("2026-11-24T10:00:00Z")
 SECOND = 10**9
@@ -84,8 +86,18 @@ def read(
     scan_limit: int = 1000,
     node_name: str | None = None,
 ) -> FetchResult:
-    return read_files(
-        root, filters, log_filter, start_ns, end_ns, scan_limit=scan_limit, node_name=node_name
+    lines, done = read_all(
+        FileSource(root, node_name),
+        ReadPlan(Window(filters, log_filter, start_ns, end_ns), scan_limit),
+    )
+    return FetchResult(
+        lines=lines,
+        query=done.query,
+        seen=done.seen,
+        kept=done.kept,
+        dropped=done.seen - done.kept,
+        pages=done.pages,
+        coverage=done.coverage,
     )
 
 
@@ -167,10 +179,80 @@ def test_log_filter_line_and_label_stages(root: Path) -> None:
     assert [r.line for r in stderr.lines] == ["partial stack trace ends", "never finished"]
 
 
-def test_scan_limit_keeps_the_oldest(root: Path) -> None:
+def test_scan_limit_reads_across_the_whole_window(root: Path) -> None:
     result = read(root, Filters(namespace="shop"), scan_limit=3)
-    assert [r.line for r in result.lines] == ["boot", "rotated one", "web up"]
-    assert (result.seen, result.kept, result.dropped) == (13, 3, 10)
+    assert len(result.lines) == 3 and result.seen == 13
+    coverage = result.coverage
+    assert coverage is not None
+    assert (coverage.mode, coverage.lines_in_window, coverage.lines_read) == ("sampled", 13, 3)
+    # Not the three oldest: one line from each of three parts of the window.
+    assert [r.line for r in result.lines] != ["boot", "rotated one", "web up"]
+    assert sum(r.weight for r in result.lines) == pytest.approx(13, abs=3)
+
+
+def busy_pods(tmp_path: Path, *, lines: int, cause_at: float) -> Path:
+    """One container with `lines` INFO lines over 10 minutes and one FATAL at `cause_at`."""
+    text = []
+    for i in range(lines):
+        offset = 600 * i / lines
+        text.append(cri(offset, "stdout", "F", f"INFO GET /items/{i} 200"))
+        if i == int(lines * cause_at):
+            text.append(cri(offset + 0.001, "stderr", "F", "FATAL missing config key PAYMENTS_URL"))
+    write(tmp_path / "shop_api-1_aa11" / "api" / "0.log", "".join(text))
+    return tmp_path
+
+
+@pytest.mark.parametrize("cause_at", [0.05, 0.5, 0.95])
+def test_severity_first_reads_every_error_line_and_a_spread_sample(
+    tmp_path: Path, cause_at: float
+) -> None:
+    pods = busy_pods(tmp_path, lines=5000, cause_at=cause_at)
+    window = Window(Filters(namespace="shop"), EVERYTHING, T0, T0 + 600 * SECOND)
+    lines, done = read_all(FileSource(pods), ReadPlan(window, 200, severity_first=True))
+    assert any(r.line.startswith("FATAL") and r.weight == 1.0 for r in lines)
+    coverage = done.coverage
+    assert coverage is not None and coverage.mode == "sampled"
+    assert (coverage.lines_in_window, coverage.lines_read) == (5001, 200)
+    assert (coverage.severe_in_window, coverage.severe_read) == (1, 1)
+    assert sum(1 for r in coverage.ranges if r.read) == len(coverage.ranges)  # every part
+    assert sum(r.weight for r in lines) == pytest.approx(5001, rel=0.01)
+    assert [r.ts_ns for r in lines] == sorted(r.ts_ns for r in lines)
+    assert "every error-or-warning line (1)" in coverage.describe()
+
+
+def test_a_complete_read_says_so(tmp_path: Path) -> None:
+    pods = busy_pods(tmp_path, lines=300, cause_at=0.5)
+    window = Window(Filters(namespace="shop"), EVERYTHING, T0, T0 + 600 * SECOND)
+    lines, done = read_all(FileSource(pods), ReadPlan(window, 20_000, severity_first=True))
+    assert done.coverage is not None
+    assert (done.coverage.mode, done.coverage.lines_in_window) == ("complete", 301)
+    assert len(lines) == 301 and {r.weight for r in lines} == {1.0}
+    assert done.coverage.describe() == "Read all 301 matching lines of the window."
+
+
+def test_a_filtered_line_brings_the_rest_of_its_traceback(tmp_path: Path) -> None:
+    traceback = [
+        "ERROR could not write segment",
+        "Traceback (most recent call last):",
+        '  File "/app/store.py", line 88, in write',
+        "    cursor.execute(sql)",
+        "psycopg2.errors.DiskFull: could not extend file",
+    ]
+    text = [cri(i, "stdout", "F", f"INFO tick {i}") for i in range(10)]
+    text += [cri(20 + i * 0.001, "stderr", "F", line) for i, line in enumerate(traceback)]
+    text += [cri(30 + i, "stdout", "F", f"INFO tick {i}") for i in range(10)]
+    write(tmp_path / "shop_db-0_bb22" / "app" / "0.log", "".join(text))
+    window = Window(
+        Filters(namespace="shop"), parse_log_filter('|= "DiskFull"'), T0, T0 + 60 * SECOND
+    )
+    plain, _ = read_all(FileSource(tmp_path), ReadPlan(window, 1000))
+    assert [r.line for r in plain] == [traceback[-1]]
+    lines, done = read_all(FileSource(tmp_path), ReadPlan(window, 1000, context=may_be_multiline))
+    assert [r.line for r in lines] == traceback
+    assert done.coverage is not None and done.coverage.context_lines == 4
+    (event,) = flatten(lines)
+    assert event.message.splitlines() == traceback  # one event, headed by the log line
+    assert event.fields["exception"] == traceback[-1]
 
 
 def test_node_filter(root: Path) -> None:

@@ -20,7 +20,7 @@ from shared.logql import (
     validate_request_filters,
 )
 from shared.schemas import AnalysisRequest, Filters
-from shared.settings import DEFAULT_LOG_FILTER
+from shared.settings import SEVERE_LINE_FILTER
 from tests.support.logql_corpus import HOSTILE, LOG_FILTER_CORPUS, ORACLE
 
 # --- An independent reader for the queries we produce --------------------------------------
@@ -117,7 +117,7 @@ def read_shape(query: str) -> Shape:
     [
         ("", ""),
         ("   \n ", ""),
-        (DEFAULT_LOG_FILTER, DEFAULT_LOG_FILTER),
+        (SEVERE_LINE_FILTER, SEVERE_LINE_FILTER),
         ('|~ "(?i)(error|warn)"', '|~ "(?i)(error|warn)"'),
         ('|="x"', '|= "x"'),
         ('|= `a"b`', '|= "a\\"b"'),
@@ -202,7 +202,7 @@ def test_validate_request_filters() -> None:
     )
     filters, log_filter = validate_request_filters(request)
     assert filters.namespace == "shop"
-    assert log_filter.render() == DEFAULT_LOG_FILTER
+    assert log_filter.is_empty  # no log_filter: every line, error-or-warning ones first
     bad = request.model_copy(update={"log_filter": '{namespace=~".*"}'})
     with pytest.raises(InvalidQueryError) as info:
         validate_request_filters(bad)
@@ -241,7 +241,7 @@ _BASE = {"namespace": "shop", "container": "api", "node": "node-1", "pod": "api-
 def test_filter_injection_corpus(field: str, value: str) -> None:
     # model_construct skips pydantic's length checks: shared.logql must hold on its own.
     filters = Filters.model_construct(None, **{**_BASE, field: value})
-    pipeline = parse_log_filter(DEFAULT_LOG_FILTER)
+    pipeline = parse_log_filter(SEVERE_LINE_FILTER)
     try:
         query = build_query(filters, pipeline)
     except InvalidQueryError as exc:
@@ -328,8 +328,8 @@ def test_valid_filters_pass_unchanged() -> None:
         ('|~ "(?i)ERROR"', "an error", {}, True),
         ('|~ "^err"', "an error", {}, False),
         ('!~ "health(z)?"', "GET /healthz", {}, False),
-        (DEFAULT_LOG_FILTER, "panic: runtime error", {}, True),
-        (DEFAULT_LOG_FILTER, "GET / 200", {}, False),
+        (SEVERE_LINE_FILTER, "panic: runtime error", {}, True),
+        (SEVERE_LINE_FILTER, "GET / 200", {}, False),
         ('| json | level="error"', '{"level":"error","msg":"x"}', {}, True),
         ('| json | level="error"', '{"level":"info"}', {}, False),
         ("| json | req_status >= 500", '{"req":{"status":503}}', {}, True),

@@ -179,7 +179,25 @@ def summarize(
     steady_errors: int,
     affected: Affected,
 ) -> str:
-    """A few plain sentences, the same every time for the same evidence."""
+    """A few plain sentences, the same every time for the same evidence; how much of the
+    window was read when it was not all of it."""
+    text = _summary(
+        causes, searched=searched, only_low=only_low, steady_errors=steady_errors, affected=affected
+    )
+    coverage = searched.coverage
+    if coverage is not None and coverage.mode != "complete" and searched.lines_scanned:
+        text += " " + coverage.describe()
+    return text
+
+
+def _summary(
+    causes: Sequence[ProbableCause],
+    *,
+    searched: Searched,
+    only_low: bool,
+    steady_errors: int,
+    affected: Affected,
+) -> str:
     window = f"{searched.start:%Y-%m-%d %H:%M}–{searched.end:%H:%M} UTC"
     if searched.lines_scanned == 0:
         return (

@@ -41,7 +41,8 @@ def render_item(
         f" (+{len(item.pods) - 5} more)" if len(item.pods) > 5 else ""
     )
     lines = [
-        f"[{item.template_id}] {item.level.value.upper()} x{item.count} "
+        f"[{item.template_id}] {item.level.value.upper()} x{'~' if item.estimated else ''}"
+        f"{item.count} "
         f"first {item.first_seen:%Y-%m-%d %H:%M:%S}Z last {item.last_seen:%H:%M:%S}Z "
         f"pods: {pods or '-'}",
         f"  template: {_clip(item.template, MAX_TEMPLATE_CHARS)}",

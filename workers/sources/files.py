@@ -19,9 +19,13 @@ missing label is ``""``), the window ``[start_ns, end_ns)``, then the `LogFilter
 Files carry no node label; a `node` filter matches only when it equals `node_name` (the node
 this process runs on), otherwise nothing is read. Symlinks are not followed.
 
-Counts match the Loki client: ``seen`` is every matching line, ``kept`` the oldest
-`scan_limit` of them (the Loki client pages forward, so both keep the beginning of the window),
-``dropped = seen - kept``. Undecodable bytes are replaced; malformed CRI lines are skipped.
+A read follows the same `ReadPlan` as Loki's (see `workers.sources.plan`), in two passes
+over the files: the first counts the matching lines per bucket, the second reads the lines
+the plan selects, every stream merged in time order. A sampled bucket keeps evenly spaced
+lines (systematic sampling: exactly its quota, spread over the whole bucket). A kept line
+that may belong to a multi-line event (`ReadPlan.context`) brings the neighbouring lines of
+its file that the filter dropped (`workers.sources.context`). Undecodable bytes are
+replaced; malformed CRI lines are skipped.
 """
 
 from __future__ import annotations
@@ -31,17 +35,29 @@ import gzip
 import heapq
 import logging
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Final
 
-from shared.logql import LogFilter, build_query, compile_re2, validate_filters
-from shared.schemas import FetchResult, Filters, RawLine
-from workers.sources import Window
+from shared.logql import build_query, compile_re2, validate_filters
+from shared.schemas import Filters, RawLine
+from workers.sources import CHUNK_LINES, Chunk, ReadPlan, SourceRead, Window, chunked
+from workers.sources.context import CONTEXT_LIMIT, CONTEXT_NS, ContextBudget, Stream, stream_of
+from workers.sources.plan import (
+    SEVERE,
+    Buckets,
+    ReadTask,
+    Tally,
+    bucket_edges,
+    cut_coverage,
+    plan_tasks,
+)
 
-__all__ = ["FileSource", "parse_rfc3339_ns", "read_files"]
+__all__ = ["FileSource", "parse_rfc3339_ns"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,58 +109,18 @@ class _Selector:
         return pattern is None or compile_re2(pattern).fullmatch(pod) is not None
 
 
-def read_files(
-    root: Path,
-    filters: Filters,
-    log_filter: LogFilter,
-    start_ns: int,
-    end_ns: int,
-    *,
-    scan_limit: int,
-    node_name: str | None = None,
-) -> FetchResult:
-    """Read matching lines in ``[start_ns, end_ns)`` under `root`, oldest `scan_limit` first."""
-    if scan_limit < 1:
-        raise ValueError(f"scan_limit must be positive, got {scan_limit}")
-    validate_filters(filters)
-    result = FetchResult(lines=[], query=f"files {root}: {build_query(filters, log_filter)}")
-    selector = _Selector(filters, node_ok=filters.node is None or filters.node == node_name)
-    if not selector.node_ok or end_ns <= start_ns or not root.is_dir():
-        return result
-
-    # Max-heap (by negated keys) of the oldest `scan_limit` lines; `seq` keeps read order on ties.
-    heap: list[tuple[int, int, RawLine]] = []
-    seq = 0
-    for ts, labels, message in _candidates(root, selector, node_name):
-        if not start_ns <= ts < end_ns:
-            continue
-        final_labels = log_filter.evaluate(message, labels)
-        if final_labels is None:
-            continue
-        result.seen += 1
-        seq += 1
-        item = (-ts, -seq, RawLine(ts_ns=ts, labels=final_labels, line=message))
-        if len(heap) < scan_limit:
-            heapq.heappush(heap, item)
-        else:
-            heapq.heappushpop(heap, item)
-    result.lines = [raw for _, _, raw in sorted(heap, reverse=True)]
-    result.kept = len(result.lines)
-    result.dropped = result.seen - result.kept
-    result.pages = 1  # one pass over the files, like one Loki page
-    return result
-
-
 _Candidate = tuple[int, dict[str, str], str]
 
 
-def _candidates(root: Path, selector: _Selector, node_name: str | None) -> Iterator[_Candidate]:
-    """Every (ts, labels, message) under `root` whose stream matches the selector."""
+def _streams(root: Path, selector: _Selector, node_name: str | None) -> list[Iterator[_Candidate]]:
+    """One lazy iterator of (ts, labels, message) per stream under `root` that the selector
+    takes: a container (its restarts in order) or a plain file."""
+    streams: list[Iterator[_Candidate]] = []
     for entry in _listdir(root):
         if entry.is_symlink():
             continue
         if entry.is_file() and entry.name.endswith(".log"):
-            yield from _plain_file(entry, PLAIN_NAMESPACE, selector, node_name)
+            streams.append(_plain_file(entry, PLAIN_NAMESPACE, selector, node_name))
             continue
         if not entry.is_dir():
             continue
@@ -152,7 +128,7 @@ def _candidates(root: Path, selector: _Selector, node_name: str | None) -> Itera
         if pod_dir is None:
             for path in _listdir(entry):
                 if path.name.endswith(".log") and path.is_file() and not path.is_symlink():
-                    yield from _plain_file(path, entry.name, selector, node_name)
+                    streams.append(_plain_file(path, entry.name, selector, node_name))
             continue
         namespace, pod, _uid = pod_dir.groups()
         if namespace != selector.filters.namespace or not selector.pod_ok(pod):
@@ -166,7 +142,8 @@ def _candidates(root: Path, selector: _Selector, node_name: str | None) -> Itera
             labels = {"namespace": namespace, "pod": pod, "container": container}
             if node_name:
                 labels["node"] = node_name
-            yield from _container_logs(container_dir, labels)
+            streams.append(_container_logs(container_dir, labels))
+    return streams
 
 
 def _rotation_groups(container_dir: Path) -> list[list[Path]]:
@@ -217,9 +194,15 @@ def _chain(files: Iterable[Path]) -> Iterator[str]:
 
 
 def _join_cri(lines: Iterable[str], labels: dict[str, str], where: Path) -> Iterator[_Candidate]:
-    """CRI lines to entries: ``P`` fragments joined into the next ``F`` of the same stream."""
+    """CRI lines to entries: ``P`` fragments joined into the next ``F`` of the same stream.
+
+    A joined line keeps its first fragment's timestamp but is complete only at its ``F``
+    line, after lines of the other stream (stdout/stderr) that came in between: completed
+    lines wait while an older fragment is open, so entries come out in time order.
+    """
     pending: dict[str, tuple[int, list[str]]] = {}
-    malformed = 0
+    ready: list[tuple[int, int, str, str]] = []  # (ts, seq, stream, message): a heap
+    seq = malformed = 0
     for line in lines:
         match = _CRI_LINE.fullmatch(line)
         ts_match = _TIMESTAMP.fullmatch(match.group(1)) if match else None
@@ -232,11 +215,20 @@ def _join_cri(lines: Iterable[str], labels: dict[str, str], where: Path) -> Iter
         parts.append(message or "")
         if tag.split(":", 1)[0] == "P":
             pending[stream] = (first_ts, parts)
-            continue
-        yield first_ts, {**labels, "stream": stream}, "".join(parts)
+        else:
+            seq += 1
+            heapq.heappush(ready, (first_ts, seq, stream, "".join(parts)))
+        oldest_open = min((t for t, _ in pending.values()), default=None)
+        while ready and (oldest_open is None or ready[0][0] <= oldest_open):
+            done_ts, _, done_stream, text = heapq.heappop(ready)
+            yield done_ts, {**labels, "stream": done_stream}, text
     for stream, (first_ts, parts) in pending.items():
         # The container stopped (or the file was cut) before the final fragment.
-        yield first_ts, {**labels, "stream": stream}, "".join(parts)
+        seq += 1
+        heapq.heappush(ready, (first_ts, seq, stream, "".join(parts)))
+    while ready:
+        done_ts, _, done_stream, text = heapq.heappop(ready)
+        yield done_ts, {**labels, "stream": done_stream}, text
     if malformed:
         logger.debug("skipped %d malformed CRI lines under %s", malformed, where)
 
@@ -264,20 +256,139 @@ def _plain_file(
         yield ts, labels, line
 
 
+@dataclass
+class _Rule:
+    """What the second pass keeps of one group: everything (`quotas` None) or, per bucket,
+    `quota` evenly spaced lines of `count`."""
+
+    quotas: dict[int, tuple[int, int]] | None
+    taken: dict[int, int] = field(default_factory=dict)
+
+    def keep(self, bucket: int) -> float | None:
+        """The weight of the next line of `bucket` if it is kept, else None."""
+        if self.quotas is None:
+            return 1.0
+        quota, count = self.quotas.get(bucket, (0, 0))
+        i = self.taken.get(bucket, 0)
+        self.taken[bucket] = i + 1
+        if quota <= 0 or i >= count or (i + 1) * quota // count == i * quota // count:
+            return None
+        return count / quota
+
+
+def _rules(tasks: list[ReadTask]) -> dict[str, _Rule]:
+    rules: dict[str, _Rule] = {}
+    for task in tasks:
+        rule = rules.setdefault(task.group, _Rule(None if task.bucket is None else {}))
+        if rule.quotas is not None and task.bucket is not None:
+            quota = task.count if task.limit is None else task.limit
+            rule.quotas[task.bucket] = (quota, task.count)
+    return rules
+
+
 @dataclass(frozen=True)
 class FileSource:
-    """A log source backed by kubelet-layout files under `root` (see `read_files`)."""
+    """A log source backed by kubelet-layout files under `root` (see the module docstring)."""
 
     root: Path
     node_name: str | None = None
 
-    def read(self, window: Window, *, scan_limit: int) -> FetchResult:
-        return read_files(
-            self.root,
-            window.filters,
-            window.log_filter,
-            window.start_ns,
-            window.end_ns,
-            scan_limit=scan_limit,
-            node_name=self.node_name,
+    def read(self, plan: ReadPlan) -> SourceRead:
+        """Count the window's lines, then read what the plan selects (two passes)."""
+        window = plan.window
+        validate_filters(window.filters)
+        query = f"files {self.root}: {build_query(window.filters, window.log_filter)}"
+        read = SourceRead(query=query, chunks=iter(()))
+        read.chunks = self._chunks(plan, read)
+        return read
+
+    def _candidates(self, window: Window) -> Iterator[_Candidate]:
+        """Every line of the window's streams in ``[start, end)``, oldest first."""
+        filters = window.filters
+        selector = _Selector(
+            filters, node_ok=filters.node is None or filters.node == self.node_name
         )
+        if not selector.node_ok or not self.root.is_dir():
+            return
+        streams = _streams(self.root, selector, self.node_name)
+        for ts, labels, message in heapq.merge(*streams, key=itemgetter(0)):
+            if window.start_ns <= ts < window.end_ns:
+                yield ts, labels, message
+
+    def _count(self, plan: ReadPlan, edges: list[int]) -> Buckets:
+        empty = Buckets(edges, [0] * (len(edges) - 1))
+        total, severe = list(empty.total), list(empty.total)
+        pipeline = plan.window.log_filter
+        for ts, labels, message in self._candidates(plan.window):
+            if pipeline.evaluate(message, labels) is None:
+                continue
+            at = empty.index(ts)
+            total[at] += 1
+            if plan.severity_first and SEVERE.matches_line(message):
+                severe[at] += 1
+        return Buckets(edges, total, severe if plan.severity_first else None)
+
+    def _chunks(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
+        window = plan.window
+        if window.end_ns <= window.start_ns:
+            read.coverage = cut_coverage(window, 0, cut=False)
+            return
+        edges = bucket_edges(window.start_ns, window.end_ns)
+        buckets = self._count(plan, edges)
+        tasks = plan_tasks(plan, buckets)
+        tally = Tally(buckets)
+        rules = _rules(tasks)
+        split = "severe" in rules or "rest" in rules
+        context = ContextBudget() if plan.context is not None else None
+        before: dict[Stream, deque[RawLine]] = {}
+        follow: dict[Stream, tuple[int, int]] = {}  # stream -> (until, lines still to take)
+        extra: list[RawLine] = []
+        kept: list[RawLine] = []
+        seq = 0
+        read.pages = 2
+        for ts, labels, message in self._candidates(window):
+            final = window.log_filter.evaluate(message, labels)
+            weight = None
+            group = "all"
+            if final is not None:
+                read.seen += 1
+                if split:
+                    group = "severe" if SEVERE.matches_line(message) else "rest"
+                rule = rules.get(group)
+                weight = None if rule is None else rule.keep(buckets.index(ts))
+            raw = RawLine(ts, labels if final is None else final, message)
+            stream = stream_of(raw)
+            if weight is None:
+                if context is not None:
+                    until, left = follow.get(stream, (-1, 0))
+                    if until >= ts and left > 0:
+                        extra.append(raw)
+                        follow[stream] = (until, left - 1)
+                    else:
+                        before.setdefault(stream, deque(maxlen=CONTEXT_LIMIT)).append(raw)
+                continue
+            raw.weight = weight
+            kept.append(raw)
+            tally.read[buckets.index(ts)] += 1
+            tally.severe_read += group == "severe"
+            tally.sampled = tally.sampled or weight != 1.0 or group == "rest"
+            if (
+                context is not None
+                and plan.context is not None
+                and (split or not window.log_filter.is_empty)
+                and plan.context(message)
+                and context.take(message)
+            ):
+                extra += [b for b in before.pop(stream, ()) if b.ts_ns >= ts - CONTEXT_NS]
+                follow[stream] = (ts + CONTEXT_NS, CONTEXT_LIMIT)
+            if len(kept) >= CHUNK_LINES:
+                yield Chunk("all", seq, kept)
+                seq, kept = seq + 1, []
+        if kept:
+            yield Chunk("all", seq, kept)
+        if extra:
+            extra.sort(key=attrgetter("ts_ns"))
+            yield from chunked("all+context", 0, extra)
+        tally.context = len(extra)
+        read.kept = sum(tally.read) + len(extra)
+        read.coverage = tally.coverage(severity_first=plan.severity_first)

@@ -1,6 +1,20 @@
-"""Read a time window from Loki's `query_range`, page by page, exactly once per line.
+"""Read a time window from Loki: count it, then fetch its ranges in parallel.
 
-Paging goes **forward** (oldest first): when `scan_limit` cuts the window short we keep the
+`LokiSource.read` follows a `ReadPlan` (see `workers.sources.plan`): a metric query
+(``sum(count_over_time(<query> [<bucket>]))`` over `query_range` with one point per bucket)
+counts the window's lines per bucket, the plan turns the counts into ranges, and up to
+`parallelism` ranges are fetched at once, each by `fetch_range` with its own retries, as
+Loki's query frontend splits a query by interval. A range that still fails is reported in
+the coverage (the job goes on, saying which part of the window is missing) unless more than
+half of the planned lines are lost, which fails the read. When the counts cannot be had
+(Loki refuses the metric query), the window is read forward up to the budget and the
+coverage says it was cut.
+
+Lines a filter kept that may belong to a multi-line event (`ReadPlan.context`) get the rest
+of it: one bounded, unfiltered query of the same pod and container around the line
+(within the range; see `workers.sources.context`).
+
+`fetch_range` pages **forward** (oldest first): when `scan_limit` cuts the window short we keep the
 beginning of the incident, where the cause usually is, and the moving edge is `start`, which Loki
 treats as inclusive (`end` is exclusive). Each page asks for the earliest `limit` entries in
 ``[cursor, end)``; the next page starts *at* the last timestamp of the page, not after it, because
@@ -20,22 +34,40 @@ alone; the reader then moves one nanosecond on and logs a warning.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, Final, TypeVar
 
 import httpx
 
 from shared.errors import LokiError, LokiRejectedError
-from shared.logql import build_query
+from shared.logql import LogFilter, build_query
 from shared.retry import RetryPolicy, parse_retry_after
-from shared.schemas import FetchResult, RawLine
-from workers.sources import Window
+from shared.schemas import FetchResult, Filters, RawLine
+from workers.sources import Chunk, ReadPlan, SourceRead, Window, chunked
+from workers.sources.context import CONTEXT_LIMIT, CONTEXT_NS, ContextBudget, Stream, stream_of
+from workers.sources.plan import (
+    BUCKET_UNIT_NS,
+    SEVERE,
+    Buckets,
+    ReadTask,
+    Tally,
+    bucket_edges,
+    cut_coverage,
+    plan_tasks,
+    weigh,
+)
 
-__all__ = ["MAX_PAGE_SIZE", "LokiSource", "fetch_range"]
+__all__ = ["MAX_PAGE_SIZE", "LokiSource", "count_buckets", "fetch_range"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +76,9 @@ QUERY_RANGE_PATH: Final = "/loki/api/v1/query_range"
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _RETRY_EXCEPTIONS: Final = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 DEFAULT_RETRY: Final = RetryPolicy(attempts=4, base_s=0.5, cap_s=30.0)
+
+UNLIMITED: Final = 10**12
+NO_FILTER: Final = LogFilter(())
 
 LabelKey = tuple[tuple[str, str], ...]
 EntryKey = tuple[int, LabelKey, str]
@@ -198,25 +233,265 @@ def _get_json(
     raise _LokiRetryable(problem, retry_after)
 
 
+def count_buckets(
+    client: httpx.Client,
+    base_url: str,
+    query: str,
+    edges: list[int],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    timeout_s: float = 30,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[int]:
+    """Lines of `query` per bucket ``[edges[i], edges[i+1])``, by one metric query.
+
+    Loki evaluates ``count_over_time(q [step] offset o)`` at points aligned to multiples of
+    the step since the epoch, each over ``(t - o - step, t - o]``; the offset moves those
+    ranges onto the buckets (to the millisecond). So a line exactly on an edge counts in the
+    bucket before, and a last bucket shorter than the step also counts up to a step past
+    the window's end: the counts plan the read, they are not the read.
+    """
+    step = edges[1] - edges[0]
+    step_ms = step // BUCKET_UNIT_NS
+    buckets = len(edges) - 1
+    grid = -(-edges[0] // step) * step  # the first point Loki evaluates at or after the start
+    offset_ms = (grid - edges[0]) // BUCKET_UNIT_NS
+    offset = f" offset {offset_ms}ms" if offset_ms else ""
+    params = {
+        "query": f"sum(count_over_time({query} [{step_ms}ms]{offset}))",
+        "start": str(grid + step),
+        "end": str(grid + buckets * step),
+        "step": f"{step_ms}ms",
+    }
+    url = base_url.rstrip("/") + QUERY_RANGE_PATH
+    try:
+        payload = retry.call(
+            partial(_get_json, client, url, params, timeout_s, retry.cap_s),
+            retry_if=_retryable,
+            what="Loki count query",
+            sleep=sleep,
+        )
+    except _LokiRetryable as exc:
+        attempts = retry.attempts + 1
+        raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
+    counts = [0] * buckets
+    try:
+        if payload["status"] != "success" or payload["data"]["resultType"] != "matrix":
+            raise LokiError("Loki answered a count query without a matrix")
+        for series in payload["data"]["result"]:
+            for moment, value in series["values"]:
+                at = round((round(float(moment) * 1e9) - grid) / step) - 1
+                if 0 <= at < buckets:
+                    counts[at] += int(float(value))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise LokiError(f"Loki returned an unexpected count response: {exc!r}") from None
+    return counts
+
+
 @dataclass(frozen=True)
 class LokiSource:
-    """A log source backed by Loki's `query_range` (see `fetch_range`)."""
+    """A log source backed by Loki (see the module docstring)."""
 
     client: httpx.Client
     base_url: str
     page_size: int = MAX_PAGE_SIZE
     retry: RetryPolicy = DEFAULT_RETRY
     timeout_s: float = 30.0
+    parallelism: int = 4
+    sleep: Callable[[float], None] = time.sleep
 
-    def read(self, window: Window, *, scan_limit: int) -> FetchResult:
+    def read(self, plan: ReadPlan) -> SourceRead:
+        """Count the window, then fetch the planned ranges in parallel (see the module)."""
+        window = plan.window
+        read = SourceRead(query=build_query(window.filters, window.log_filter), chunks=iter(()))
+        read.chunks = self._chunks(plan, read)
+        return read
+
+    def _query(self, window: Window) -> str:
+        return build_query(window.filters, window.log_filter)
+
+    def _count(self, window: Window, edges: list[int]) -> list[int]:
+        return count_buckets(
+            self.client,
+            self.base_url,
+            self._query(window),
+            edges,
+            retry=self.retry,
+            timeout_s=self.timeout_s,
+            sleep=self.sleep,
+        )
+
+    def _fetch(self, window: Window, limit: int) -> FetchResult:
         return fetch_range(
             self.client,
             self.base_url,
-            build_query(window.filters, window.log_filter),
+            self._query(window),
             window.start_ns,
             window.end_ns,
-            scan_limit=scan_limit,
+            scan_limit=limit,
             page_size=self.page_size,
             retry=self.retry,
             timeout_s=self.timeout_s,
+            sleep=self.sleep,
         )
+
+    def _chunks(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
+        window = plan.window
+        if window.end_ns <= window.start_ns:
+            read.coverage = cut_coverage(window, 0, cut=False)
+            return
+        edges = bucket_edges(window.start_ns, window.end_ns)
+        with ThreadPoolExecutor(self.parallelism, thread_name_prefix="loki-read") as pool:
+            try:
+                buckets = self._buckets(pool, plan, edges)
+            except LokiRejectedError as exc:
+                read.notes.append(f"Loki could not count the window ({exc}); read it forward")
+                yield from self._forward(plan, read)
+                return
+            tally = Tally(buckets)
+            yield from self._run(pool, plan, plan_tasks(plan, buckets), tally, read)
+        read.coverage = tally.coverage(severity_first=plan.severity_first)
+
+    def _buckets(self, pool: ThreadPoolExecutor, plan: ReadPlan, edges: list[int]) -> Buckets:
+        total = _submit(pool, self._count, plan.window, edges)
+        severe = None
+        if plan.severity_first:
+            severe = _submit(pool, self._count, plan.window.narrowed(SEVERE), edges)
+        return Buckets(edges, total.result(), None if severe is None else severe.result())
+
+    def _forward(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
+        fetched = self._fetch(plan.window, plan.budget)
+        read.pages, read.seen, read.kept = fetched.pages, fetched.seen, fetched.kept
+        read.coverage = cut_coverage(plan.window, fetched.kept, cut=fetched.kept >= plan.budget)
+        yield from chunked("all", 0, fetched.lines)
+
+    def _run(
+        self,
+        pool: ThreadPoolExecutor,
+        plan: ReadPlan,
+        tasks: list[ReadTask],
+        tally: Tally,
+        read: SourceRead,
+    ) -> Iterator[Chunk]:
+        """Fetch `tasks`, at most twice `parallelism` in flight (finished ranges wait in
+        memory until taken), and yield their chunks as they finish."""
+        context = ContextBudget() if plan.context is not None else None
+        planned = sum(_size(t) for t in tasks)
+        lost = 0
+        waiting = iter(tasks)
+        running: dict[Future[_Fetched], ReadTask] = {}
+
+        def submit_next() -> None:
+            task = next(waiting, None)
+            if task is not None:
+                running[_submit(pool, self._task, task, plan, context)] = task
+
+        for _ in range(2 * self.parallelism):
+            submit_next()
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = running.pop(future)
+                    submit_next()
+                    try:
+                        got = future.result()
+                    except LokiRejectedError:
+                        raise
+                    except LokiError as exc:
+                        tally.fail(task, exc.message)
+                        lost += _size(task)
+                        if 2 * lost > planned:
+                            raise LokiError(
+                                "Loki failed on more than half of the window: "
+                                + "; ".join(tally.failed)
+                            ) from None
+                        continue
+                    weigh(task, got.lines)
+                    tally.add(task, got.lines)
+                    tally.context += len(got.context)
+                    read.pages += got.pages
+                    read.seen += got.seen
+                    read.kept += len(got.lines) + len(got.context)
+                    yield from chunked(task.group, task.seq, got.lines)
+                    yield from chunked(f"{task.group}+context", task.seq, got.context)
+        finally:
+            for future in running:
+                future.cancel()
+
+    def _task(self, task: ReadTask, plan: ReadPlan, context: ContextBudget | None) -> _Fetched:
+        fetched = self._fetch(task.window, task.limit or UNLIMITED)
+        got = _Fetched(fetched.lines, [], fetched.pages, fetched.seen)
+        if context is not None and plan.context is not None:
+            if not task.window.log_filter.is_empty:
+                self._add_context(got, task, plan.context, context)
+        return got
+
+    def _add_context(
+        self, got: _Fetched, task: ReadTask, wanted: Callable[[str], bool], budget: ContextBudget
+    ) -> None:
+        """Read the neighbours of the lines that may be part of a multi-line event."""
+        spans: dict[Stream, list[tuple[int, int]]] = {}
+        low, high = task.window.start_ns, task.window.end_ns
+        for raw in got.lines:
+            if wanted(raw.line) and budget.take(raw.line):
+                span = (max(raw.ts_ns - CONTEXT_NS, low), min(raw.ts_ns + CONTEXT_NS + 1, high))
+                spans.setdefault(stream_of(raw), []).append(span)
+        if not spans:
+            return
+        have = {(r.ts_ns, r.line, stream_of(r)) for r in got.lines}
+        for stream, intervals in spans.items():
+            filters = _stream_filters(task.window.filters, stream)
+            for start, end in _merged(intervals):
+                window = Window(filters, NO_FILTER, start, end)
+                try:
+                    fetched = self._fetch(window, CONTEXT_LIMIT)
+                except LokiRejectedError:
+                    raise
+                except LokiError as exc:
+                    logger.warning("context read failed, going on without it: %s", exc)
+                    continue
+                got.pages += fetched.pages
+                got.seen += fetched.seen
+                got.context += [
+                    r for r in fetched.lines if (r.ts_ns, r.line, stream_of(r)) not in have
+                ]
+        got.context.sort(key=attrgetter("ts_ns"))
+
+
+@dataclass
+class _Fetched:
+    lines: list[RawLine]
+    context: list[RawLine]
+    pages: int
+    seen: int
+
+
+def _size(task: ReadTask) -> int:
+    return max(task.limit or task.count, 1)
+
+
+def _submit(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: object) -> Future[T]:
+    """Submit with the caller's context, so the fetch's spans join the stage's trace."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _stream_filters(filters: Filters, stream: Stream) -> Filters:
+    """The filters of one pod and container (the labels Loki indexes), for a context read."""
+    namespace, pod, container = stream
+    return Filters(
+        namespace=namespace or filters.namespace,
+        pod=re.escape(pod) if pod else filters.pod,
+        container=container or filters.container,
+        node=filters.node,
+    )

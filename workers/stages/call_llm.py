@@ -83,10 +83,15 @@ def describe_window(request: AnalysisRequest, normalized: NormalizeResult) -> st
         )
         if value
     )
+    findings = normalized.findings
+    coverage = None if findings is None else findings.searched.coverage
+    read = f"{normalized.entries:,} log events read"
+    if coverage is not None:
+        read = coverage.describe().rstrip(".") + f"; {normalized.entries:,} log events"
     return (
         f"Logs of {scope} from {request.time_range.start:%Y-%m-%d %H:%M:%S}Z to "
-        f"{request.time_range.end:%Y-%m-%d %H:%M:%S}Z: {normalized.entries} log events "
-        f"matched, mined into {normalized.templates} templates."
+        f"{request.time_range.end:%Y-%m-%d %H:%M:%S}Z. {read}, mined into "
+        f"{normalized.templates} templates."
     )
 
 

@@ -53,13 +53,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Mapping
+from itertools import islice
 from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from shared import logfmt
 from shared.schemas import Entry, FlattenCounts, Level, RawLine
 
+CHUNK_ENTRIES: Final = 20_000
 JOIN_WINDOW_NS: Final = 1_000_000_000
 """A continuation joins an event only within this time of the event's first line."""
 MAX_EVENT_LINES: Final = 100
@@ -175,6 +178,7 @@ _PY_CHAIN: Final = (
     "The above exception was the direct cause",
 )
 _FIRST_CONTINUATIONS: Final = ("Caused by: ", "Suppressed: ", "... ", _TRACEBACK, "goroutine ")
+_DUMP_HEADS: Final = ("panic: ", "fatal error: ", "Exception in thread ")
 _PG_SECONDARY: Final = (" DETAIL:  ", " HINT:  ", " STATEMENT:  ", " CONTEXT:  ", " QUERY:  ")
 _EXCEPTION_TOKEN_ENDS: Final = ("Exception:", "Error:", "Exception", "Error")
 
@@ -277,43 +281,92 @@ class _Event:
         entry.message = "\n".join(lines).rstrip()
 
 
-def flatten(lines: Sequence[RawLine]) -> list[Entry]:
-    """Turn raw lines (oldest first, streams interleaved) into entries ordered by time."""
-    entries: list[Entry] = []
-    open_entries: dict[_Stream, Entry] = {}
-    # Most entries stay one line, so the multi-line state is only built when needed.
-    states: dict[_Stream, _Event] = {}
-    built: list[_Event] = []
-    for raw in lines:
-        text = raw.line
-        if text and text[-1] in "\r\n":
-            text = text.rstrip("\r\n")
-        labels = raw.labels
-        key = (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
-        entry = open_entries.get(key)
-        if entry is not None and raw.ts_ns - entry.ts_ns <= JOIN_WINDOW_NS:
-            event = states.get(key)
+def may_be_multiline(text: str) -> bool:
+    """Whether a line a filter kept may belong to a multi-line event whose other lines the
+    filter dropped: a continuation (a frame, `Caused by:`), the head of a dump (a Python
+    traceback, a Go panic) or an exception line, which ends a Python traceback and opens a
+    Java stack trace. The query stage reads such a line's neighbours too."""
+    if not text:
+        return False
+    if text[0] in " \t" or text.startswith(_FIRST_CONTINUATIONS + _DUMP_HEADS):
+        return True
+    return _BARE_EXCEPTION_RE.match(text) is not None or _JAVA_EXCEPTION_RE.match(text) is not None
+
+
+class Flattener:
+    """Flattens lines fed oldest first, a chunk at a time (streams interleaved).
+
+    An entry comes out once no later line can join it: when the input has moved more than
+    `JOIN_WINDOW_NS` past its first line. So only the last second of entries is held.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[_Stream, Entry] = {}
+        # Most entries stay one line, so the multi-line state is only built when needed.
+        self._states: dict[_Stream, _Event] = {}
+        self._events: dict[int, _Event] = {}  # id(entry) -> its state, while it is pending
+        self._pending: deque[Entry] = deque()
+        self._latest = 0
+        self.lines = 0
+
+    def feed(self, lines: Iterable[RawLine]) -> list[Entry]:
+        """Take more lines; the entries that are now complete, ordered by time."""
+        open_entries, states = self._open, self._states
+        for raw in lines:
+            self.lines += 1
+            self._latest = max(self._latest, raw.ts_ns)
+            text = raw.line
+            if text and text[-1] in "\r\n":
+                text = text.rstrip("\r\n")
+            labels = raw.labels
+            key = (labels.get("namespace", ""), labels.get("pod", ""), labels.get("container", ""))
+            entry = open_entries.get(key)
+            if entry is not None and raw.ts_ns - entry.ts_ns <= JOIN_WINDOW_NS:
+                event = states.get(key)
+                if event is not None:
+                    if _join(event, text):
+                        continue
+                elif _may_continue(entry, text):
+                    event = _Event(entry)
+                    if _join(event, text):
+                        states[key] = event
+                        self._events[id(entry)] = event
+                        continue
+            if not text or text.isspace():
+                continue
+            entry, event = _start(raw.ts_ns, labels, key, text)
+            entry.weight = raw.weight
+            open_entries[key] = entry
+            self._pending.append(entry)
+            if event is None:
+                states.pop(key, None)
+            else:
+                states[key] = event
+                self._events[id(entry)] = event
+        return self._release(self._latest - JOIN_WINDOW_NS)
+
+    def close(self) -> list[Entry]:
+        """The entries still held, ordered by time (the input has ended)."""
+        return self._release(None)
+
+    def _release(self, before_ns: int | None) -> list[Entry]:
+        out: list[Entry] = []
+        pending = self._pending
+        while pending and (before_ns is None or pending[0].ts_ns < before_ns):
+            entry = pending.popleft()
+            event = self._events.pop(id(entry), None)
             if event is not None:
-                if _join(event, text):
-                    continue
-            elif _may_continue(entry, text):
-                event = _Event(entry)
-                if _join(event, text):
-                    states[key] = event
-                    built.append(event)
-                    continue
-        if not text or text.isspace():
-            continue
-        entry, event = _start(raw.ts_ns, labels, key, text)
-        open_entries[key] = entry
-        entries.append(entry)
-        if event is None:
-            states.pop(key, None)
-        else:
-            states[key] = event
-            built.append(event)
-    for event in built:
-        event.finish()
+                event.finish()
+            out.append(entry)
+        out.sort(key=_BY_TS)
+        return out
+
+
+def flatten(lines: Iterable[RawLine]) -> list[Entry]:
+    """Turn raw lines (oldest first, streams interleaved) into entries ordered by time."""
+    flattener = Flattener()
+    entries = flattener.feed(lines)
+    entries += flattener.close()
     entries.sort(key=_BY_TS)
     return entries
 
@@ -622,15 +675,36 @@ def _summarize(error: str) -> str:
     return line[:MAX_SUMMARY_CHARS]
 
 
+class EntrySink(Protocol):
+    """Where flatten puts its entries (Redis for a job; memory for the eval and tests)."""
+
+    def put_entries(self, part: str, entries: list[Entry]) -> None:
+        """Store one batch of `part`'s entries (batches in time order)."""
+
+
+def flatten_into(lines: Iterable[RawLine], sink: EntrySink, part: str) -> tuple[int, int]:
+    """Flatten `lines` into `sink` in batches of about CHUNK_ENTRIES; (lines, entries)."""
+    flattener = Flattener()
+    batch: list[Entry] = []
+    entries = 0
+    source = iter(lines)
+    while chunk := list(islice(source, CHUNK_ENTRIES)):
+        batch += flattener.feed(chunk)
+        if len(batch) >= CHUNK_ENTRIES:
+            sink.put_entries(part, batch)
+            entries += len(batch)
+            batch = []
+    batch += flattener.close()
+    if batch:
+        sink.put_entries(part, batch)
+        entries += len(batch)
+    return flattener.lines, entries
+
+
 def run(
-    lines: Sequence[RawLine], previous: Sequence[RawLine] | None = None
-) -> tuple[list[Entry], list[Entry] | None, FlattenCounts]:
-    """The flatten stage: entries of the window (and of the window before), and counts."""
-    entries = flatten(lines)
-    earlier = None if previous is None else flatten(previous)
-    counts = FlattenCounts(
-        lines=len(lines),
-        entries=len(entries),
-        previous_entries=None if earlier is None else len(earlier),
-    )
-    return entries, earlier, counts
+    lines: Iterable[RawLine], previous: Iterable[RawLine] | None, sink: EntrySink
+) -> FlattenCounts:
+    """The flatten stage: the window's entries (and the window before's) into `sink`."""
+    read, entries = flatten_into(lines, sink, "current")
+    earlier = None if previous is None else flatten_into(previous, sink, "previous")[1]
+    return FlattenCounts(lines=read, entries=entries, previous_entries=earlier)

@@ -8,22 +8,25 @@ same miner, so a template seen in both is recognised as steady and one seen only
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.schemas import (
     LEVEL_RANK,
+    AnalysisRequest,
     Entry,
     EvidenceItem,
     Level,
     NormalizeCounts,
     NormalizeResult,
+    QueryCounts,
 )
-from shared.schemas.findings import PreviousWindow, Searched
+from shared.schemas.findings import Coverage, PreviousWindow, Searched
 from workers.evidence.findings import Template, cause_candidates, compute_findings, utc
 from workers.evidence.ranking import TemplateStats, Window, rank
 from workers.evidence.redact import redact
 from workers.evidence.templates import TemplateMiner, fingerprint, mask
+from workers.stages.query_loki import to_ns
 
 MAX_NAMES = 10  # pods / containers listed per template
 STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
@@ -40,25 +43,28 @@ class WindowInfo:
     query: str = ""
     lines_scanned: int | None = None  # None: the number of entries
     previous: PreviousWindow | None = None
+    coverage: Coverage | None = None
 
 
 @dataclass(slots=True)
 class _Acc:
     """Running state of one masked message (then of one template); every field is bounded."""
 
-    count: int = 0
+    count: float = 0  # lines, each weighted by what it stands for (see RawLine.weight)
+    estimated: bool = False  # some lines were from a sample: `count` is an estimate
     first_ns: int = 0
     last_ns: int = 0
     level: Level = Level.DEBUG
     pods: set[str] = field(default_factory=set)
     containers: set[str] = field(default_factory=set)
     examples: list[str] = field(default_factory=list)
-    bins: Counter[int] = field(default_factory=Counter)
+    bins: dict[int, float] = field(default_factory=dict)
 
     def merge(self, other: _Acc, max_examples: int) -> None:
         if self.count == 0:
             self.first_ns, self.last_ns = other.first_ns, other.last_ns
         self.count += other.count
+        self.estimated = self.estimated or other.estimated
         self.first_ns = min(self.first_ns, other.first_ns)
         self.last_ns = max(self.last_ns, other.last_ns)
         if LEVEL_RANK[other.level] > LEVEL_RANK[self.level]:
@@ -68,7 +74,24 @@ class _Acc:
         for example in other.examples:
             if len(self.examples) < max_examples and example not in self.examples:
                 self.examples.append(example)
-        self.bins.update(other.bins)
+        for at, weight in other.bins.items():
+            self.bins[at] = self.bins.get(at, 0) + weight
+
+
+def window_info(request: AnalysisRequest, query: QueryCounts) -> WindowInfo:
+    """The window as the findings describe it: bounds, query, coverage, the one before."""
+    start, end = to_ns(request.time_range.start), to_ns(request.time_range.end)
+    previous = PreviousWindow(
+        start=utc(2 * start - end),
+        end=utc(start),
+        available=query.previous_seen is not None,
+        lines=query.previous_seen or 0,
+        note=query.previous_note,
+    )
+    coverage = query.coverage
+    in_window = None if coverage is None else coverage.lines_in_window
+    scanned = query.seen if in_window is None else in_window
+    return WindowInfo(start, end, query.query, scanned, previous, coverage)
 
 
 def mined_text(entry: Entry, text: str) -> str:
@@ -109,7 +132,7 @@ def normalize(
     bin_ns = span // TIME_BINS + 1
     miner = TemplateMiner()
     signatures: dict[int, _Acc] = {}
-    pods: Counter[str] = Counter()
+    pods: Counter[str] = Counter()  # error-or-warning entries per pod (read, not weighted)
     containers: Counter[str] = Counter()
     nodes: Counter[str] = Counter()
     redactions = total = 0
@@ -121,7 +144,10 @@ def normalize(
         acc = signatures.get(sid)
         if acc is None:
             acc = signatures[sid] = _Acc(first_ns=entry.ts_ns, last_ns=entry.ts_ns)
-        acc.count += 1
+        weight = entry.weight
+        acc.count += weight
+        if weight != 1.0:
+            acc.estimated = True
         acc.first_ns = min(acc.first_ns, entry.ts_ns)
         acc.last_ns = max(acc.last_ns, entry.ts_ns)
         if LEVEL_RANK[entry.level] > LEVEL_RANK[acc.level]:
@@ -135,33 +161,36 @@ def normalize(
             example = _example(redact(entry.raw)[0] if entry.raw else text)
             if example not in acc.examples:
                 acc.examples.append(example)
-        acc.bins[min(max((entry.ts_ns - window.start_ns) // bin_ns, 0), TIME_BINS - 1)] += 1
+        at = min(max((entry.ts_ns - window.start_ns) // bin_ns, 0), TIME_BINS - 1)
+        acc.bins[at] = acc.bins.get(at, 0) + weight
         if LEVEL_RANK[entry.level] >= LEVEL_RANK[Level.WARN]:
             pods[entry.pod] += 1
             containers[entry.container] += 1
             nodes[entry.node] += 1
-    before: Counter[int] = Counter()
+    before: dict[int, float] = {}
     for entry in previous or ():
-        before[miner.add_masked(mined_text(entry, redact(entry.message)[0]))] += 1
+        sid = miner.add_masked(mined_text(entry, redact(entry.message)[0]))
+        before[sid] = before.get(sid, 0) + entry.weight
 
     templates: dict[int, _Acc] = {}
-    earlier: Counter[int] = Counter()
+    earlier: dict[int, float] = {}
     for sid, acc in signatures.items():
         templates.setdefault(miner.resolve(sid), _Acc()).merge(acc, max_examples)
     for sid, count in before.items():
-        earlier[miner.resolve(sid)] += count
+        tid = miner.resolve(sid)
+        earlier[tid] = earlier.get(tid, 0) + count
     mined = miner.templates
     tids = list(templates)
     stats = [
         TemplateStats(
             template=mined[tid].text,
             level=templates[tid].level,
-            count=templates[tid].count,
+            count=max(round(templates[tid].count), 1),
             first_ns=templates[tid].first_ns,
             last_ns=templates[tid].last_ns,
-            peak=max(templates[tid].bins.values()),
+            peak=max(round(max(templates[tid].bins.values())), 1),
             coverage=len(templates[tid].bins) / TIME_BINS,
-            previous=earlier[tid] if previous is not None else None,
+            previous=round(earlier.get(tid, 0)) if previous is not None else None,
         )
         for tid in tids
     ]
@@ -177,7 +206,8 @@ def normalize(
             template_id=f"T{n}",
             template=s.template,
             level=acc.level,
-            count=acc.count,
+            count=s.count,
+            estimated=acc.estimated,
             first_seen=utc(acc.first_ns),
             last_seen=utc(acc.last_ns),
             pods=sorted(acc.pods),
@@ -193,6 +223,7 @@ def normalize(
         start=utc(window.start_ns),
         end=utc(window.end_ns),
         lines_scanned=total if window.lines_scanned is None else window.lines_scanned,
+        coverage=window.coverage,
     )
     findings = compute_findings(
         [Template(stats[r.index], r, evidence.get(r.index)) for r in ordered],
@@ -213,10 +244,10 @@ def normalize(
 
 
 def run(
-    entries: Sequence[Entry],
+    entries: Iterable[Entry],
     *,
     limit: int,
-    previous: Sequence[Entry] | None = None,
+    previous: Iterable[Entry] | None = None,
     window: WindowInfo | None = None,
 ) -> tuple[NormalizeResult, NormalizeCounts]:
     """The normalize stage: evidence for a request that shows the model `limit` templates.
