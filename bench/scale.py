@@ -6,9 +6,9 @@ Against a real Loki when `--loki-url` answers `/ready`, else the Loki stub in a 
 its own (`tests.stubs.loki_stub`) that waits `--stub-latency-ms` before evaluating each
 query: a model of Loki's own work (index lookups, chunk fetches), which in a cluster runs on
 other machines than the worker. The report says which. Each case is a namespace of its own:
-`size` lines over 50 minutes from four services (JSON, logfmt, nginx, postgres; info,
-some warnings, a steady trickle of harmless errors) and one FATAL line, the root cause, at
-5, 50 or 95 % of the window. Per case, in one run:
+`size` lines over 50 minutes: four services (JSON, logfmt, nginx, postgres; info,
+some warnings, a steady trickle of harmless errors) and one FATAL line, the root
+cause, at 5, 50 or 95 % of the window. Per case, in one run:
 
 a. Read: `LokiSource.read` (LOKI_PARALLELISM ranges at once) against the same ranges
    fetched one after another by a plain httpx loop, the limit of sequential reading; lines/s.
@@ -135,7 +135,7 @@ def case_streams(case: Case) -> dict[tuple[tuple[str, str], ...], list[tuple[int
         ("db", "postgres-0"),
     )
     streams: dict[tuple[tuple[str, str], ...], list[tuple[int, str]]] = {}
-    for i in range(case.size):
+    for i in range(case.size - 1):  # and the cause: `size` lines in all
         service, pod = services[i % len(services)]
         ts = case.start_ns + WINDOW_NS * i // case.size + rng.randint(0, 999)
         labels = (("container", service), ("namespace", case.namespace), ("pod", pod))
@@ -267,6 +267,7 @@ class JobRun:
     rss_mib: float = 0.0
     redis_mib: float = 0.0
     stage_data_left: int = 0
+    stages_s: dict[str, float] = field(default_factory=dict)
 
 
 def run_job(stack: Stack, case: Case) -> JobRun:
@@ -287,10 +288,17 @@ def run_job(stack: Stack, case: Case) -> JobRun:
         with http.stream(
             "GET", job["events_url"], headers={"Accept": "text/event-stream"}
         ) as events:
+            event = ""
             for line in events.iter_lines():
-                if line == "event: findings" and run.findings_s is None:
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                if event == "findings" and run.findings_s is None:
                     run.findings_s = time.perf_counter() - started
-                if line == "event: done":
+                if event == "stage" and line.startswith("data: "):
+                    data = json.loads(line.removeprefix("data: "))["data"]
+                    if data["state"] == "finished":
+                        run.stages_s[data["stage"]] = (data.get("duration_ms") or 0) / 1000
+                if event == "done":
                     break
         run.total_s = time.perf_counter() - started
         view = http.get(f"{stack.api_url}/v1/jobs/{job['job_id']}").json()
@@ -348,9 +356,9 @@ def real_loki(url: str | None) -> bool:
 # --- the run ------------------------------------------------------------------------------
 
 
-def cases(sizes: Sequence[int], start_ns: int) -> Iterator[Case]:
+def cases(sizes: Sequence[int], positions: Sequence[float], start_ns: int) -> Iterator[Case]:
     for size in sizes:
-        for at in POSITIONS:
+        for at in positions:
             yield Case(size, at, size, start_ns)
     largest = max(sizes)
     if largest > DEFAULT_SCAN_LIMIT:
@@ -373,9 +381,9 @@ def measure(args: argparse.Namespace, harness: Harness, results: dict[str, Any])
     rows = results["cases"] = []
     with httpx.Client() as client:
         pushed: set[str] = set()
-        for case in cases(args.sizes, start_ns):
+        for case in cases(args.sizes, args.positions, start_ns):
             if case.namespace not in pushed:
-                log(f"pushing {case.namespace} ({case.size + 1:,} lines)")
+                log(f"pushing {case.namespace} ({case.size:,} lines)")
                 push(client, loki_url, case)
                 pushed.add(case.namespace)
                 time.sleep(1)
@@ -384,7 +392,8 @@ def measure(args: argparse.Namespace, harness: Harness, results: dict[str, Any])
             par_lines, par_s = read_parallel(client, loki_url, plan)
             log(f"{case.name}: read {par_lines:,} in {par_s:.1f}s, sequential {seq_s:.1f}s")
             job = run_job(stack, case)
-            log(f"{case.name}: findings after {job.findings_s}s, cause rank {job.cause_rank}")
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in job.stages_s.items())
+            log(f"{case.name}: findings after {job.findings_s}s ({stages}), cause {job.cause_rank}")
             rows.append(
                 {
                     "case": case.name,
@@ -508,6 +517,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sizes",
         type=lambda text: [int(n) for n in text.split(",")],
         default=[10_000, 100_000, 1_000_000],
+    )
+    parser.add_argument(
+        "--positions",
+        type=lambda text: [float(n) for n in text.split(",")],
+        default=list(POSITIONS),
+        help="where the cause line sits, as fractions of the window",
     )
     parser.add_argument("--stub-latency-ms", type=float, default=100.0)
     parser.add_argument("--docs", action="store_true", help="update docs/benchmarks.md")

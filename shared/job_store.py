@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
 import redis
 import redis.asyncio as aredis
 from pydantic import BaseModel
@@ -226,11 +227,13 @@ def queue_cleanup(
 
 
 def compress(payload: Any) -> bytes:
-    return zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 3)
+    # Level 1: a million lines pass through here twice; higher levels cost 2x the time for
+    # a few percent less memory.
+    return zlib.compress(orjson.dumps(payload), 1)
 
 
 def decompress(blob: bytes) -> Any:
-    return json.loads(zlib.decompress(blob))
+    return orjson.loads(zlib.decompress(blob))
 
 
 Client = TypeVar("Client", redis.Redis, aredis.Redis)

@@ -141,6 +141,15 @@ class LogFilter:
         """True when the pipeline has no stages (every line passes)."""
         return not self.stages
 
+    @property
+    def lines_only(self) -> bool:
+        """True when every stage is a line filter: labels pass through unchanged."""
+        return all(isinstance(stage, LineFilter) for stage in self.stages)
+
+    def keeps_line(self, line: str) -> bool:
+        """Whether `line` passes every line filter (labels untouched: see `lines_only`)."""
+        return all(stage.matches(line) for stage in self.stages if isinstance(stage, LineFilter))
+
     def evaluate(self, line: str, labels: Mapping[str, str] | None = None) -> Labels | None:
         """Run the pipeline on one entry: the resulting labels, or None if the line is dropped.
 

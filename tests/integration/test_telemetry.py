@@ -115,9 +115,11 @@ def test_worker_log_lines_carry_the_trace_id(stack: ServiceStack) -> None:
 
 
 def test_failing_stage_span_has_error_status_and_trace_ends(stack: ServiceStack) -> None:
-    stack.loki.fail_next(400, 1, body="parse error : something Loki did not like")
+    # Every query refused: the count queries, then the forward read that replaces them.
+    stack.loki.fail_next(400, 10, body="parse error : something Loki did not like")
     job_id = stack.submit()
     assert stack.wait_terminal(job_id)["status"] == "failed"
+    stack.loki.fail_next(400, 0)
     spans = job_spans(stack, job_id, expect=["query_loki", "run/log_analyzer.query_loki"])
     failing = by_name(spans, "query_loki")
     assert failing.status_code == 2  # STATUS_CODE_ERROR

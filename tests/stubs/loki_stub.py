@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import heapq
 import json
 import re
@@ -29,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from shared.logql import (
     LogFilter,
@@ -86,6 +89,7 @@ _LEVEL_WORDS = (
     ("debug", re.compile(r"\b(?:DEBUG|Debug|debug)\b")),
     ("trace", re.compile(r"\b(?:TRACE|Trace|trace)\b")),
 )
+_DETECTED_LEVELS = ("fatal", "critical", "error", "warn", "info", "debug", "trace", "unknown")
 _LEVEL_FIELD = re.compile(r'"?(?:level|lvl|severity|LEVEL|Level)"?\s*[:=]\s*"?([A-Za-z]+)')
 _LEVEL_NAMES = {
     "fatal": "fatal",
@@ -455,7 +459,10 @@ class LokiStub:
                 if not all(m.matches(stream.labels) for m in matchers):
                     continue
                 for ts, _key, _seq, line, level, labels in _in_range(stream, low, high, True):
-                    if pipeline.evaluate(line, {**labels, "detected_level": level}) is not None:
+                    if pipeline.lines_only:
+                        if pipeline.keeps_line(line):
+                            times.append(ts)
+                    elif pipeline.evaluate(line, {**labels, "detected_level": level}) is not None:
                         times.append(ts)
         times.sort()
         values: list[list[Any]] = []
@@ -515,13 +522,21 @@ class LokiStub:
             ]
             # Streams merged in the order of the answer, evaluated until `limit` lines pass.
             order = _forward_order if forward else _backward_order
-            for ts, _key, seq, line, level, labels in heapq.merge(*ranges, key=order):
+            lines_only = pipeline.lines_only  # labels stay the stream's: no dict per line
+            for ts, key, seq, line, level, labels in heapq.merge(*ranges, key=order):
                 processed += 1
-                final = pipeline.evaluate(line, {**labels, "detected_level": level})
-                if final is not None:
-                    selected.append((ts, tuple(sorted(final.items())), seq, line))
-                    if len(selected) >= limit:
-                        break
+                if lines_only:
+                    if not pipeline.keeps_line(line):
+                        continue
+                    final_key = key
+                else:
+                    final = pipeline.evaluate(line, {**labels, "detected_level": level})
+                    if final is None:
+                        continue
+                    final_key = tuple(sorted(final.items()))
+                selected.append((ts, final_key, seq, line))
+                if len(selected) >= limit:
+                    break
         grouped: dict[tuple[tuple[str, str], ...], list[list[str]]] = {}
         for ts, key, _, line in selected:
             grouped.setdefault(key, []).append([str(ts), line])
@@ -556,11 +571,15 @@ def _in_range(stream: _Stream, start: int, end: int, forward: bool) -> Iterator[
     """A stream's entries in ``[start, end)``, oldest first (or newest first)."""
     entries, times = stream.sorted_view()
     low, high = bisect.bisect_left(times, start), bisect.bisect_left(times, end)
-    key = tuple(sorted(stream.labels.items()))
+    # The labels Loki answers with: the stream's and the `detected_level` of each line.
+    keys = {
+        level: tuple(sorted({**stream.labels, "detected_level": level}.items()))
+        for level in _DETECTED_LEVELS
+    }
     indexes = range(low, high) if forward else range(high - 1, low - 1, -1)
     for i in indexes:
         ts, seq, line, level = entries[i]
-        yield ts, key, seq, line, level, stream.labels
+        yield ts, keys[level], seq, line, level, stream.labels
 
 
 def _forward_order(hit: _Hit) -> tuple[int, tuple[tuple[str, str], ...], int]:
@@ -624,7 +643,7 @@ def _make_handler(stub: LokiStub) -> type[BaseHTTPRequestHandler]:
             self._reply(status, text.encode(), "text/plain; charset=utf-8", params, **kw)
 
         def _json(self, payload: Any, params: dict[str, str]) -> None:
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = orjson.dumps(payload)
             self._reply(200, body, "application/json; charset=UTF-8", params)
 
         def _fault(self, path: str, params: dict[str, str]) -> bool:
@@ -705,6 +724,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--latency-ms", type=float, default=0.0, help="wait before evaluating each query"
     )
     args = parser.parse_args(argv)
+    # Millions of stored entries and no reference cycles: the collector would rescan them all.
+    gc.disable()
     stub = LokiStub(port=args.port)
     stub.latency_s = args.latency_ms / 1000
     try:

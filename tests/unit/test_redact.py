@@ -76,3 +76,11 @@ def test_a_long_unlabelled_token_is_redacted() -> None:
     token = "Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY"
     text, count = redact(f"calling upstream with {token} as credential")
     assert token not in text and count == 1 and "<redacted:high_entropy>" in text
+
+
+@pytest.mark.parametrize("line", [line for line, _, _ in SECRETS] + ORDINARY)
+def test_redaction_of_the_corpus_is_idempotent(line: str) -> None:
+    # normalize does not redact a plain one-line message again: it is the line the query
+    # stage already redacted, and redacting that once more must change nothing.
+    once, _ = redact(line)
+    assert redact(once) == (once, 0)

@@ -97,9 +97,13 @@ def chunked(group: str, seq: int, lines: list[RawLine]) -> Iterator[Chunk]:
 def merge_groups(groups: Iterable[Iterable[RawLine]]) -> Iterator[RawLine]:
     """One oldest-first stream from several oldest-first ones; a line two groups both hold
     (a context read overlapping a sampled one) comes once."""
+    streams = list(groups)
+    if len(streams) == 1:  # one group: already in order, and nothing is read twice
+        yield from streams[0]
+        return
     same_ts: set[tuple[str, str, str, str]] = set()
     current = None
-    for raw in heapq.merge(*groups, key=attrgetter("ts_ns")):
+    for raw in heapq.merge(*streams, key=attrgetter("ts_ns")):
         if raw.ts_ns != current:
             current, same_ts = raw.ts_ns, set()
         labels = raw.labels

@@ -319,12 +319,16 @@ class FileSource:
         empty = Buckets(edges, [0] * (len(edges) - 1))
         total, severe = list(empty.total), list(empty.total)
         pipeline = plan.window.log_filter
+        lines_only = pipeline.lines_only
         for ts, labels, message in self._candidates(plan.window):
-            if pipeline.evaluate(message, labels) is None:
+            if lines_only:
+                if not pipeline.keeps_line(message):
+                    continue
+            elif pipeline.evaluate(message, labels) is None:
                 continue
             at = empty.index(ts)
             total[at] += 1
-            if plan.severity_first and SEVERE.matches_line(message):
+            if plan.severity_first and SEVERE.keeps_line(message):
                 severe[at] += 1
         return Buckets(edges, total, severe if plan.severity_first else None)
 
@@ -353,7 +357,7 @@ class FileSource:
             if final is not None:
                 read.seen += 1
                 if split:
-                    group = "severe" if SEVERE.matches_line(message) else "rest"
+                    group = "severe" if SEVERE.keeps_line(message) else "rest"
                 rule = rules.get(group)
                 weight = None if rule is None else rule.keep(buckets.index(ts))
             raw = RawLine(ts, labels if final is None else final, message)

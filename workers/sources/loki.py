@@ -46,6 +46,7 @@ from operator import attrgetter
 from typing import Any, Final, TypeVar
 
 import httpx
+import orjson
 
 from shared.errors import LokiError, LokiRejectedError
 from shared.logql import LogFilter, build_query
@@ -113,11 +114,11 @@ def fetch_range(
         return result
 
     url = base_url.rstrip("/") + QUERY_RANGE_PATH
-    kept: dict[EntryKey, RawLine] = {}
+    lines: list[RawLine] = []
     cursor = start_ns
     boundary: set[EntryKey] = set()  # kept entries at ts == cursor, which the next page re-reads
-    while len(kept) < scan_limit and cursor < end_ns:
-        limit = min(page_size, scan_limit - len(kept) + len(boundary))
+    while len(lines) < scan_limit and cursor < end_ns:
+        limit = min(page_size, scan_limit - len(lines) + len(boundary))
         params = {
             "query": query,
             "start": str(cursor),
@@ -135,22 +136,26 @@ def fetch_range(
         except _LokiRetryable as exc:
             attempts = retry.attempts + 1
             raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
-        entries = _parse_streams(payload)
+        page = _parse_streams(payload)
         result.pages += 1
-        result.seen += len(entries)
+        result.seen += len(page)
         added = 0
-        for key, labels in entries:
-            ts = key[0]
-            if key in kept or not cursor <= ts < end_ns or len(kept) >= scan_limit:
+        for raw, key in page:
+            ts = raw.ts_ns
+            if (
+                not cursor <= ts < end_ns
+                or len(lines) >= scan_limit
+                or (ts == cursor and (ts, key, raw.line) in boundary)
+            ):
                 result.dropped += 1
                 continue
-            kept[key] = RawLine(ts_ns=ts, labels=labels, line=key[2])
+            lines.append(raw)
             added += 1
         if on_page is not None:
-            on_page(result.pages, len(kept))
-        if len(entries) < limit:
+            on_page(result.pages, len(lines))
+        if len(page) < limit:
             break  # Loki had nothing more in the window
-        last_ts = max(entries[-1][0][0], cursor)
+        last_ts = max(page[-1][0].ts_ns, cursor)
         if added == 0 and last_ts == cursor:
             logger.warning(
                 "more than %d Loki entries share timestamp %d; skipping the rest of them",
@@ -161,37 +166,39 @@ def fetch_range(
             continue
         if last_ts != cursor:
             boundary = set()
-        boundary.update(key for key, _ in entries if key[0] == last_ts and key in kept)
+        boundary.update((last_ts, key, raw.line) for raw, key in page if raw.ts_ns == last_ts)
         cursor = last_ts
 
-    result.lines = sorted(kept.values(), key=lambda r: (r.ts_ns, _label_key(r.labels), r.line))
-    result.kept = len(result.lines)
+    result.lines = lines
+    result.kept = len(lines)
     return result
 
 
-def _label_key(labels: dict[str, str]) -> LabelKey:
-    return tuple(sorted(labels.items()))
-
-
-def _parse_streams(payload: Any) -> list[tuple[EntryKey, dict[str, str]]]:
-    """Flatten a `streams` answer into entries sorted by (ts, labels, line)."""
+def _parse_streams(payload: Any) -> list[tuple[RawLine, LabelKey]]:
+    """A `streams` answer as lines (with their stream's key), oldest first."""
     try:
         if payload["status"] != "success":
             raise LokiError(f"Loki answered status {payload['status']!r}")
         data = payload["data"]
         if data["resultType"] != "streams":
             raise LokiError(f"Loki answered resultType {data['resultType']!r}, not streams")
-        entries: list[tuple[EntryKey, dict[str, str]]] = []
+        page: list[tuple[RawLine, LabelKey]] = []
         for stream in data["result"]:
             labels = {str(k): str(v) for k, v in stream["stream"].items()}
-            key = _label_key(labels)
-            for value in stream["values"]:
-                # A third element (structured metadata) appears with categorized labels.
-                entries.append(((int(value[0]), key, str(value[1])), labels))
+            key = tuple(sorted(labels.items()))
+            # A third element (structured metadata) appears with categorized labels.
+            page += [
+                (RawLine(int(value[0]), labels, str(value[1])), key) for value in stream["values"]
+            ]
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise LokiError(f"Loki returned an unexpected response: {exc!r}") from None
-    entries.sort(key=lambda e: e[0])
-    return entries
+    # Each stream comes in order; streams interleave. Same-nanosecond order is Loki's.
+    page.sort(key=_by_ts)
+    return page
+
+
+def _by_ts(entry: tuple[RawLine, LabelKey]) -> int:
+    return entry[0].ts_ns
 
 
 class _LokiRetryable(LokiError):
@@ -217,7 +224,7 @@ def _get_json(
     status = response.status_code
     if status == 200:
         try:
-            return response.json()
+            return orjson.loads(response.content)
         except ValueError as exc:
             raise LokiError(f"Loki returned invalid JSON: {exc}") from None
     text = response.text.strip()

@@ -118,10 +118,14 @@ def normalize(
     window: WindowInfo | None = None,
     max_evidence: int = 200,
     max_examples: int = 3,
+    lines_redacted: bool = False,
 ) -> NormalizeResult:
     """Redact and mine `entries` into templates; the best `max_evidence` become evidence.
 
     Messages are redacted before mining, so no secret reaches a template or an example.
+    `lines_redacted`: each line was redacted as it was read (the query stage does it), so
+    only what flatten made of lines (a value decoded from JSON or logfmt, lines joined into
+    one event) is redacted again; a plain one-line message is the redacted line itself.
     Evidence is ordered best first and numbered `T1`, `T2`, ... in that order; findings cite
     those ids. `previous` are the entries of the window before (None: it was not read).
     """
@@ -137,8 +141,10 @@ def normalize(
     nodes: Counter[str] = Counter()
     redactions = total = 0
     for entry in entries:
-        text, found = redact(entry.message)
-        redactions += found
+        text = entry.message
+        if not lines_redacted or entry.raw or "\n" in text:
+            text, found = redact(text)
+            redactions += found
         total += 1
         sid = miner.add_masked(mined_text(entry, text))
         acc = signatures.get(sid)
@@ -169,7 +175,10 @@ def normalize(
             nodes[entry.node] += 1
     before: dict[int, float] = {}
     for entry in previous or ():
-        sid = miner.add_masked(mined_text(entry, redact(entry.message)[0]))
+        text = entry.message
+        if not lines_redacted or entry.raw or "\n" in text:
+            text = redact(text)[0]
+        sid = miner.add_masked(mined_text(entry, text))
         before[sid] = before.get(sid, 0) + entry.weight
 
     templates: dict[int, _Acc] = {}
@@ -252,9 +261,16 @@ def run(
 ) -> tuple[NormalizeResult, NormalizeCounts]:
     """The normalize stage: evidence for a request that shows the model `limit` templates.
 
-    More evidence than `limit` is kept (at least 50): the prompt drops what does not fit.
+    The entries come from lines the query stage redacted (see `lines_redacted`). More
+    evidence than `limit` is kept (at least 50): the prompt drops what does not fit.
     """
-    result = normalize(entries, previous=previous, window=window, max_evidence=max(limit, 50))
+    result = normalize(
+        entries,
+        previous=previous,
+        window=window,
+        max_evidence=max(limit, 50),
+        lines_redacted=True,
+    )
     counts = NormalizeCounts(
         entries=result.entries,
         templates=result.templates,
