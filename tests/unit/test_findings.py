@@ -73,6 +73,53 @@ def test_a_rare_cause_wins_over_a_loud_error_that_began_the_same_moment() -> Non
     assert "DATABASE_URL" in findings.probable_causes[0].template
 
 
+def test_a_warning_the_errors_followed_is_named_before_them() -> None:
+    alarm = "memory resource limit alarm set on node rabbit@rabbitmq-0"
+    entries = [entry(900, Level.WARN, alarm, "rabbitmq-0")]
+    entries += [
+        entry(920 + t, Level.ERROR, f"publish timed out after 5s; order {t} not sent", "orders-0")
+        for t in range(60)
+    ]
+    findings = normalize(entries + steady_noise(), previous=[], window=WINDOW).findings
+    assert findings is not None
+    first, second = findings.probable_causes[:2]
+    assert "alarm set" in first.template and first.level is Level.WARN
+    assert first.reasons[0].startswith("a warning the first errors followed")
+    assert "publish timed out" in second.template
+
+
+def test_a_warning_louder_than_the_errors_after_it_is_a_symptom_not_the_cause() -> None:
+    entries = [entry(900 + t, Level.WARN, f"token rejected kid=k{t % 3}") for t in range(200)]
+    entries += [entry(920, Level.ERROR, "jwks refresh did not contain kid k1")]
+    entries += [
+        entry(921 + t, Level.ERROR, f"login failed for user {t}", "web-0") for t in range(5)
+    ]
+    findings = normalize(entries, previous=[], window=WINDOW).findings
+    assert findings is not None
+    assert "jwks refresh" in findings.probable_causes[0].template
+
+
+def test_a_warning_logged_with_the_error_is_the_same_event() -> None:
+    entries = [entry(900.0, Level.WARN, "SQL Error: 0, SQLState: null")]
+    entries += [entry(900.01, Level.ERROR, "Connection is not available, request timed out")]
+    entries += [
+        entry(905 + t, Level.ERROR, f"request {t} failed with 504", "gw-0") for t in range(9)
+    ]
+    findings = normalize(entries, previous=[], window=WINDOW).findings
+    assert findings is not None
+    assert "Connection is not available" in findings.probable_causes[0].template
+
+
+def test_a_schema_change_logged_as_info_is_seen_as_the_change_before_the_errors() -> None:
+    ddl = "migrator@orders LOG:  statement: DROP INDEX CONCURRENTLY IF EXISTS idx_orders_customer"
+    entries = [entry(600, Level.INFO, ddl, "postgres-0")]
+    entries += [entry(605 + t, Level.ERROR, f"request canceled duration_ms={t}") for t in range(80)]
+    entries += [entry(t, Level.INFO, "GET /healthz 200") for t in range(0, 3600, 5)]
+    findings = normalize(entries, previous=[], window=WINDOW).findings
+    assert findings is not None
+    assert "DROP INDEX" in findings.probable_causes[0].template
+
+
 def test_nothing_matched_means_an_empty_finding_and_no_cause() -> None:
     findings = normalize([], previous=[], window=WINDOW).findings
     assert findings is not None and findings.empty

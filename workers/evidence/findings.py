@@ -3,8 +3,9 @@ the timeline of onsets, what is new since the previous window, who is affected.
 
 Probable cause, by rule: an error-or-worse template that began in the window (not steady
 background) and, best, is followed within seconds by other trouble; among those, the
-earliest. Confidence is high when it is new (absent from the previous window) and others
-followed it, medium when one of the two holds, low otherwise.
+earliest; and before it, a warning that it followed (the trouble first seen as a warning).
+Confidence is high when it is new (absent from the previous window) and others followed it,
+medium when one of the two holds, low otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from workers.evidence.ranking import Ranked, TemplateStats, is_alarming, is_erro
 
 MAX_CAUSES = 3
 BURST_S = 5.0
+MOMENT_S = 0.5
 MAX_TIMELINE = 12
 MAX_FOLLOWERS = 5
 MAX_AFFECTED = 10
@@ -50,35 +52,72 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def cause_candidates(stats: Sequence[TemplateStats], ranked: Sequence[Ranked]) -> list[int]:
-    """Indexes of the probable causes, best first.
-
-    Error-or-worse templates that began in the window (not steady); those that others
-    followed come first; then by onset, where onsets within BURST_S of each other count as
-    one moment (an incident starts many things at once) and, within it, the rarest line wins
-    (causes are rare, their consequences loud), then the most severe, then the earliest.
-    """
-    candidates = sorted(
-        (r for r in ranked if is_error(r.severity) and not r.steady),
-        key=lambda r: stats[r.index].first_ns,
-    )
+def _by_onset_then_rarity(stats: Sequence[TemplateStats], pool: Sequence[Ranked]) -> list[Ranked]:
+    """Followed templates first; then by onset, where onsets within BURST_S of each other count
+    as one moment (an incident starts many things at once) and, within it, the rarest line
+    wins (causes are rare, their consequences loud), then the most severe, then the earliest."""
+    by_onset = sorted(pool, key=lambda r: stats[r.index].first_ns)
     burst: dict[int, int] = {}
     start = None
-    for r in candidates:
+    for r in by_onset:
         onset = stats[r.index].first_ns
         if start is None or onset - start > BURST_S * 1e9:
             start = onset
         burst[r.index] = start
-    candidates.sort(
+    return sorted(
+        by_onset,
         key=lambda r: (
             not r.followers,
             burst[r.index],
             stats[r.index].count,
             -r.severity,
             stats[r.index].first_ns,
-        )
+        ),
     )
-    return [r.index for r in candidates[:MAX_CAUSES]]
+
+
+def cause_candidates(stats: Sequence[TemplateStats], ranked: Sequence[Ranked]) -> list[int]:
+    """Indexes of the probable causes, best first.
+
+    Error-or-worse templates that began in the window (not steady), ordered as
+    `_by_onset_then_rarity` says. A warning the first of them followed comes before it (a
+    memory alarm before the publish timeouts, a lock wait before the statement timeouts, a
+    Sentinel failover before the connection errors): a program that only warned about the
+    trouble it saw first is still where the trouble began. Such a warning must begin before
+    every error (by more than MOMENT_S: a warning logged with an error is the same event), not be steady, and be no louder than the error it explains (a warning that
+    outnumbers the errors after it is a symptom: pool saturation, rejected tokens).
+    """
+    errors = _by_onset_then_rarity(
+        stats, [r for r in ranked if is_error(r.severity) and not r.steady]
+    )
+    if not errors:
+        return []
+    first = errors[0]
+    earliest_error = min(stats[r.index].first_ns for r in errors)
+    warnings = [
+        r
+        for r in ranked
+        if is_alarming(r.severity)
+        and not is_error(r.severity)
+        and not r.steady
+        and first.index in r.followers
+        and stats[r.index].first_ns < earliest_error - MOMENT_S * 1e9
+        and stats[r.index].count <= stats[first.index].count
+    ]
+    precursors = _closest_first(stats, warnings)[:1]
+    return [r.index for r in (precursors + errors)[:MAX_CAUSES]]
+
+
+def _closest_first(stats: Sequence[TemplateStats], pool: Sequence[Ranked]) -> list[Ranked]:
+    """The warnings of the moment closest to the errors (onsets within MOMENT_S of the latest
+    one), earliest first, then the rarest: not the banner of a long change (a migration that
+    started a second before its lock wait) but what happened just before the errors, and in
+    that moment what came first (the broker's alarm, not the client told it is blocked)."""
+    if not pool:
+        return []
+    latest = max(stats[r.index].first_ns for r in pool)
+    moment = [r for r in pool if latest - stats[r.index].first_ns <= MOMENT_S * 1e9]
+    return sorted(moment, key=lambda r: (stats[r.index].first_ns, stats[r.index].count))
 
 
 def _cause(
@@ -94,7 +133,9 @@ def _cause(
     followers.sort(key=lambda t: t.stats.first_ns)
     new = is_new(stats)
     onset = f"{item.level.value.upper()} at {utc(stats.first_ns):%H:%M:%S}"
-    if first is None or first.item is None:
+    if (first is None or first.item is None) and not is_error(template.ranked.severity):
+        reasons = [f"a warning the first errors followed: {onset}"]
+    elif first is None or first.item is None:
         reasons = [f"the earliest error-or-worse template that others followed: {onset}"]
         if not followers:
             reasons = [f"the earliest error-or-worse template to begin in the window: {onset}"]

@@ -56,6 +56,14 @@ _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
     ),
     (re.compile(r"(?i)\b(?:warn(?:ing)?|retry\w*|back-?off|deprecated)\b"), _WARN_RANK),
 )
+# Lines that programs log as info (Postgres logs lock waits and every DDL statement at LOG)
+# but that an operator looking for what changed before an incident must see: schema changes,
+# migrations, lock waits, resource alarms. They rank as warnings.
+_NOTABLE_INFO = re.compile(
+    r"(?i)\b(?:still waiting for|lock wait|alarm set"
+    r"|(?:alter|drop|truncate)\s+(?:table|index|column|schema|database)"
+    r"|create\s+(?:unique\s+)?index|running upgrade|migrating schema)\b"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +97,14 @@ class Window:
 def severity(level: Level, template: str) -> int:
     """`LEVEL_RANK` of the level, raised to what the template's own words imply.
 
-    Words of death (`FATAL`, `OOMKilled`, `panic`) raise any level; words of failure raise
+    Words of death (`FATAL`, `OOMKilled`, `panic`) raise any level; schema changes, lock
+    waits and resource alarms (`_NOTABLE_INFO`) raise info to warning; words of failure raise
     only a line whose level is unknown: a line its program logged as a warning (`failed to
     refresh flags, will retry`) stays a warning.
     """
     rank = LEVEL_RANK[level]
+    if rank < _WARN_RANK and _NOTABLE_INFO.search(template):
+        rank = _WARN_RANK
     for pattern, implied in _KEYWORD_RANKS:
         if implied <= rank:
             break
