@@ -139,6 +139,9 @@ def evaluate(
         str | None, typer.Option(help="Redis URL: set the figures as the service's metrics")
     ] = None,
     check: Annotated[bool, typer.Option(help="exit 1 when a floor is missed")] = False,
+    docs: Annotated[
+        bool, typer.Option(help="regenerate this model's block in docs/evaluation.md")
+    ] = False,
 ) -> None:
     """Run the golden set; write eval/results/latest-<model>.{md,json}."""
     from cli.evaluate import eval_client, eval_settings
@@ -164,6 +167,8 @@ def evaluate(
     path = runner.save(result, text)
     console.print(report.summary_table([result]), markup=False)
     console.print(f"written to {path}")
+    if docs:
+        console.print(f"regenerated {report.write_docs(result, text)}")
     if publish:
         console.print(f"{report.publish(result, publish)} figures published to {publish}")
     problems = report.failures(result)

@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from bench.report import table
+from bench.report import ROOT, replace_generated, table
 from shared import metrics
 from shared.metrics import MetricsRecorder
 
@@ -99,17 +99,45 @@ def markdown(report: Mapping[str, Any]) -> str:
     )
 
 
+EVALUATION_DOC = ROOT / "docs" / "evaluation.md"
+
+
+def docs_block(report: Mapping[str, Any]) -> str:
+    """The name of a report's generated block in docs/evaluation.md: one per model."""
+    return "eval-" + (
+        "stub"
+        if report["model"] == "stub"
+        else "smollm2"
+        if "smollm2" in report["model"].lower()
+        else "other"
+    )
+
+
+def write_docs(report: Mapping[str, Any], text: str) -> str:
+    """Replace the report's block in docs/evaluation.md with `text`; the block's name."""
+    name = docs_block(report)
+    replace_generated(name, text, EVALUATION_DOC)
+    return f"{EVALUATION_DOC.relative_to(ROOT)} ({name})"
+
+
 def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) -> list[str]:
-    """What the `ours` strategy misses of the floors (and any leak, any strategy)."""
+    """What the `ours` strategy misses of the floors (any model: degenerate rate 0, no model
+    call for a quiet namespace), and any leak under any strategy."""
     problems = []
     ours = report["summary"].get("ours", {})
     for key, floor in floors.items():
         value = ours.get(key)
         if value is None or value < floor:
             problems.append(f"ours: {key} {value} < {floor}")
+    if ours.get("degenerate_rate"):
+        problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
     for strategy, figures in report["summary"].items():
         if figures["leaks"]:
             problems.append(f"{strategy}: {figures['leaks']} leaked secrets")
+    for case in report["cases"]:
+        if case["strategy"] == "ours" and "quiet" in case["tags"]:
+            if case["model_status"] != "skipped":
+                problems.append(f"{case['case']}: the model was asked about an empty window")
     return problems
 
 

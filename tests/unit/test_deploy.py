@@ -1043,6 +1043,23 @@ def test_dashboard_check_notices_a_renamed_metric() -> None:
         check_dashboard_metrics(broken)
 
 
+EXTRACTION_DASHBOARD = ROOT / "deploy/grafana/dashboards/extraction-accuracy.json"
+
+
+def test_extraction_accuracy_dashboard_shows_every_evaluation_gauge() -> None:
+    dashboard = json.loads(EXTRACTION_DASHBOARD.read_text())
+    assert dashboard["title"] == "Extraction accuracy"
+    assert dashboard["uid"] != json.loads(DASHBOARD.read_text())["uid"]
+    used: set[str] = set()
+    for title, expr in dashboard_queries(dashboard):
+        names = set(METRIC_NAME.findall(expr))
+        unknown = names - set(app_metrics.GAUGES)
+        assert names and not unknown, f"panel {title!r}: {expr}"
+        assert "by (strategy, model)" in expr, f"panel {title!r} hides strategy or model"
+        used |= names
+    assert used == set(app_metrics.GAUGES), sorted(set(app_metrics.GAUGES) - used)
+
+
 def test_grafana_provisioning_links_logs_and_traces() -> None:
     datasources = {d["uid"]: d for d in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
     assert {d["type"] for d in datasources.values()} == {"prometheus", "loki", "tempo"}
