@@ -463,18 +463,7 @@ def render(results: dict[str, Any]) -> str:
         f"cores), {results['date']}, against the {backend}.",
         "",
         table(
-            [
-                "case",
-                "read lines/s: parallel",
-                "sequential",
-                "ratio",
-                "to findings s",
-                "lines/s to findings",
-                "cause",
-                "coverage",
-                "worker RSS MiB",
-                "Redis MiB",
-            ],  # fmt: skip
+            HEADERS,
             [
                 [
                     r["case"],

@@ -84,8 +84,9 @@ def cause_candidates(stats: Sequence[TemplateStats], ranked: Sequence[Ranked]) -
     memory alarm before the publish timeouts, a lock wait before the statement timeouts, a
     Sentinel failover before the connection errors): a program that only warned about the
     trouble it saw first is still where the trouble began. Such a warning must begin before
-    every error (by more than MOMENT_S: a warning logged with an error is the same event), not be steady, and be no louder than the error it explains (a warning that
-    outnumbers the errors after it is a symptom: pool saturation, rejected tokens).
+    every error (by more than MOMENT_S: a warning logged with an error is the same event),
+    not be steady, and be no louder than the error it explains (a warning that outnumbers
+    the errors after it is a symptom: pool saturation, rejected tokens).
     """
     errors = _by_onset_then_rarity(
         stats, [r for r in ranked if is_error(r.severity) and not r.steady]
