@@ -1,10 +1,11 @@
 """API keys: who is calling, or 401.
 
 Keys are never stored or compared in clear: settings and the key file hold sha256 digests,
-and the principal a request runs as is a prefix of its key's digest (safe to log and to use
-in Redis key names). The key file is re-read when it changes, so keys rotate without a
-restart. With no key configured, only requests that arrive on a loopback interface are
-served: an API reachable from the network must have keys.
+and the principal a request runs as is identified by a prefix of its key's digest (safe to
+log and to use in Redis key names), with the name, role, namespaces and tenant of its entry
+(`api.access`). The key file is re-read when it changes, so keys rotate without a restart.
+With no key configured, only requests that arrive on a loopback interface are served, as one
+admin: an API reachable from the network must have keys.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.access import LOCAL, Principal, parse_key_file, unscoped
 from api.deps import StateDep
 from shared.errors import AuthenticationError
 
 logger = logging.getLogger(__name__)
 
-LOCAL_PRINCIPAL = "local"
 FILE_RECHECK_S = 2.0
 
 
@@ -45,12 +46,13 @@ def arrived_on_loopback(request: Request) -> bool:
 
 
 class KeyRing:
-    """The accepted key digests: from settings, plus a file re-read when it changes."""
+    """The accepted keys: digests from settings (unscoped analysts), plus a key file re-read
+    when it changes (see `api.access` for its formats)."""
 
     def __init__(self, static: list[str], path: str = ""):
-        self.static = frozenset(static)
+        self.static = {d: unscoped(d) for d in static}
         self.path = Path(path) if path else None
-        self._file_keys: frozenset[str] = frozenset()
+        self._file_keys: dict[str, Principal] = {}
         self._stamp: tuple[float, int] | None = None
         self._checked = 0.0
 
@@ -67,29 +69,37 @@ class KeyRing:
         stamp = (stat.st_mtime, stat.st_size)
         if stamp == self._stamp:
             return
-        lines = self.path.read_text().splitlines()
-        keys = {
-            line.strip().lower()
-            for line in lines
-            if line.strip() and not line.lstrip().startswith("#")
-        }
-        self._file_keys = frozenset(k for k in keys if len(k) == 64)
+        try:
+            keys = parse_key_file(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            # A half-written or broken file must not open the API nor lock everyone out.
+            logger.error("API key file not loaded; keeping the keys read before: %s", exc)
+            return
+        self._file_keys = keys
         self._stamp = stamp
-        logger.info("API keys loaded from file", extra={"keys": len(self._file_keys)})
+        logger.info("API keys loaded from file", extra={"keys": len(keys)})
 
     def digests(self) -> frozenset[str]:
         self._refresh()
-        return self.static | self._file_keys
+        return frozenset(self.static) | frozenset(self._file_keys)
 
-    def principal(self, key: str | None) -> str | None:
+    def principal(self, key: str | None) -> Principal | None:
         """The principal for `key`, or None when the key is not accepted."""
         if not key:
             return None
         candidate = digest(key)
-        for accepted in self.digests():
+        self._refresh()
+        for accepted, principal in (*self.static.items(), *self._file_keys.items()):
             if hmac.compare_digest(candidate, accepted):
-                return candidate[:16]
+                return principal
         return None
+
+    def still_valid(self, principal: Principal) -> bool:
+        """Whether the key of `principal` is still accepted, with the same scope."""
+        if principal is LOCAL:
+            return True
+        self._refresh()
+        return any(p == principal for p in (*self.static.values(), *self._file_keys.values()))
 
 
 API_KEY_HEADER = APIKeyHeader(
@@ -103,7 +113,7 @@ async def authenticate(
     state: StateDep,
     api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
-) -> str:
+) -> Principal:
     """The caller's principal; raises AuthenticationError (401)."""
     keys = state.keys
     if keys.digests():
@@ -118,7 +128,7 @@ async def authenticate(
             "this API is reachable from the network and has no API keys "
             "configured: set API_KEYS or API_KEYS_FILE"
         )
-    return LOCAL_PRINCIPAL
+    return LOCAL
 
 
-PrincipalDep = Annotated[str, Depends(authenticate)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

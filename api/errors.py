@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from shared.errors import (
     AuthenticationError,
+    ForbiddenError,
     InvalidQueryError,
     JobNotFoundError,
     LogAnalyzerError,
@@ -52,6 +53,13 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    # Like a 422, `loc` names the field the key may not ask for.
+    assert isinstance(exc, ForbiddenError)
+    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": exc.code}]
+    return JSONResponse({"detail": detail, "code": exc.code}, status_code=403)
+
+
 async def _invalid_field(request: Request, exc: Exception) -> JSONResponse:
     # The same shape as FastAPI's own 422: `loc` names the field.
     assert isinstance(exc, InvalidQueryError)
@@ -89,10 +97,16 @@ class ValidationErrorBody(BaseModel):
     detail: list[dict[str, Any]]
 
 
+class ForbiddenBody(BaseModel):
+    detail: list[dict[str, Any]]
+    code: str
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body is not valid JSON or UTF-8."},
     401: {"model": ErrorBody, "description": "A valid API key is required."},
-    404: {"model": ErrorBody, "description": "No such job (or it expired)."},
+    403: {"model": ForbiddenBody, "description": "Outside the key's scope; `loc` names the field."},
+    404: {"model": ErrorBody, "description": "No such job, it expired, or another key's job."},
     413: {"model": ErrorBody, "description": "Request body larger than MAX_BODY_BYTES."},
     422: {"model": ValidationErrorBody, "description": "A field is invalid; `loc` names it."},
     429: {"model": ErrorBody, "description": "Over a per-key limit; see Retry-After."},
@@ -103,4 +117,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LogAnalyzerError, _handle)
     app.add_exception_handler(InvalidQueryError, _invalid_field)
+    app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(RequestValidationError, _invalid_request)

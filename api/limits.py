@@ -7,6 +7,7 @@ from collections import Counter
 
 import redis.asyncio as aredis
 
+from api.access import Limits
 from shared import redis_keys
 from shared.errors import RateLimitedError
 from shared.settings import Settings
@@ -14,7 +15,7 @@ from shared.settings import Settings
 TERMINAL = {b"succeeded", b"failed", b"cancelled"}
 
 
-async def check_submission(client: aredis.Redis, settings: Settings, principal: str) -> None:
+async def check_submission(client: aredis.Redis, limits: Limits, principal: str) -> None:
     """Raise RateLimitedError when `principal` may not submit another job now."""
     now = time.time()
     window = redis_keys.rate_window(principal, int(now // 60))
@@ -22,15 +23,15 @@ async def check_submission(client: aredis.Redis, settings: Settings, principal: 
         pipe.incr(window)
         pipe.expire(window, 120)
         count, _ = await pipe.execute()
-    if int(count) > settings.rate_limit_per_minute:
+    if int(count) > limits.jobs_per_minute:
         raise RateLimitedError(
-            f"more than {settings.rate_limit_per_minute} jobs a minute for this key",
+            f"more than {limits.jobs_per_minute} jobs a minute for this key",
             retry_after=max(1, 60 - int(now % 60)),
         )
     active_key = redis_keys.principal_jobs(principal)
     members = await client.zrange(active_key, 0, -1)
     job_ids = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
-    if len(job_ids) < settings.max_active_jobs_per_key:
+    if len(job_ids) < limits.max_active_jobs:
         return
     async with client.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
@@ -39,9 +40,9 @@ async def check_submission(client: aredis.Redis, settings: Settings, principal: 
     finished = [j for j, s in zip(job_ids, statuses, strict=True) if s is None or s in TERMINAL]
     if finished:
         await client.zrem(active_key, *finished)
-    if len(job_ids) - len(finished) >= settings.max_active_jobs_per_key:
+    if len(job_ids) - len(finished) >= limits.max_active_jobs:
         raise RateLimitedError(
-            f"this key already has {settings.max_active_jobs_per_key} jobs queued or running",
+            f"this key already has {limits.max_active_jobs} jobs queued or running",
             retry_after=5,
         )
 
@@ -59,14 +60,13 @@ async def record_submission(
 class StreamLimiter:
     """Open streams per key in this API process."""
 
-    def __init__(self, limit: int):
-        self.limit = limit
+    def __init__(self) -> None:
         self.open: Counter[str] = Counter()
 
-    def acquire(self, principal: str) -> None:
+    def acquire(self, principal: str, limit: int) -> None:
         """Count one more stream, or raise RateLimitedError before the response starts."""
-        if self.open[principal] >= self.limit:
-            raise RateLimitedError(f"this key already has {self.limit} streams open", retry_after=5)
+        if self.open[principal] >= limit:
+            raise RateLimitedError(f"this key already has {limit} streams open", retry_after=5)
         self.open[principal] += 1
 
     def release(self, principal: str) -> None:

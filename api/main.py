@@ -94,7 +94,7 @@ def create_app(
             hub=hub,
             enqueue=enqueue or Producer(settings).enqueue,
             keys=KeyRing(settings.api_keys, settings.api_keys_file),
-            streams=StreamLimiter(settings.max_streams_per_key),
+            streams=StreamLimiter(),
         )
         background = [
             asyncio.create_task(check_eviction_policy(client)),

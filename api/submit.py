@@ -11,31 +11,44 @@ from kombu.exceptions import KombuError
 from opentelemetry.propagate import inject
 from redis.exceptions import RedisError
 
+from api.access import Principal
+from api.audit import audit
 from api.deps import AppState
 from api.limits import check_submission, record_submission
 from shared import metrics, queues, redis_keys
-from shared.errors import ServiceUnavailableError
+from shared.errors import ForbiddenError, RateLimitedError, ServiceUnavailableError
 from shared.schemas import AnalysisRequest, JobError, JobStatus
 from shared.telemetry import log_context, tracer
 
 logger = logging.getLogger(__name__)
 
 
-async def submit_job(state: AppState, request: AnalysisRequest, principal: str) -> str:
-    """Store the job as `queued` and enqueue its chain; both bounded by `enqueue_timeout_s`.
+async def submit_job(state: AppState, request: AnalysisRequest, principal: Principal) -> str:
+    """Store the job as `queued` (owned by `principal`) and enqueue its chain; both bounded by
+    `enqueue_timeout_s`.
 
-    Raises RateLimitedError (429) when the key is over its limits, ServiceUnavailableError
-    (503) when Redis or the queue does not answer in time.
+    Raises ForbiddenError (403) when the namespace is outside the key's scope,
+    RateLimitedError (429) when the key is over its limits, ServiceUnavailableError (503)
+    when Redis or the queue does not answer in time.
     """
+    namespace = request.filters.namespace
+    if not principal.allows(namespace):
+        await audit(state.redis, principal, "submit", "denied", namespace=namespace,
+                    reason="namespace_out_of_scope")  # fmt: skip
+        raise ForbiddenError(
+            "filters.namespace", f"this key may not analyse namespace {namespace!r}"
+        )
     try:
         await asyncio.wait_for(
-            check_submission(state.redis, state.settings, principal),
+            check_submission(state.redis, principal.effective_limits(state.settings), principal.id),
             state.settings.enqueue_timeout_s,
         )
+    except RateLimitedError:
+        await audit(state.redis, principal, "submit", "rate_limited", namespace=namespace)
+        raise
     except (RedisError, OSError, TimeoutError) as exc:
         raise ServiceUnavailableError(f"job store unavailable: {exc or 'timeout'}") from exc
     job_id = uuid.uuid4().hex
-    namespace = request.filters.namespace
     with (
         tracer().start_as_current_span("analyze_logs") as span,
         log_context(job_id=job_id, namespace=namespace),
@@ -45,20 +58,24 @@ async def submit_job(state: AppState, request: AnalysisRequest, principal: str) 
         span.set_attribute("log.limit", request.limit)
         carrier: dict[str, str] = {}
         inject(carrier)
-        await _create_and_enqueue(state, job_id, request, carrier.get("traceparent", ""))
+        await _create_and_enqueue(state, job_id, request, carrier.get("traceparent", ""), principal)
         with contextlib.suppress(RedisError, OSError):
-            await record_submission(state.redis, state.settings, principal, job_id)
-        logger.info("job queued", extra={"principal": principal})
+            await record_submission(state.redis, state.settings, principal.id, job_id)
+        await audit(state.redis, principal, "submit", "accepted", namespace=namespace,
+                    job_id=job_id)  # fmt: skip
     return job_id
 
 
 async def _create_and_enqueue(
-    state: AppState, job_id: str, request: AnalysisRequest, traceparent: str
+    state: AppState, job_id: str, request: AnalysisRequest, traceparent: str, owner: Principal
 ) -> None:
     timeout = state.settings.enqueue_timeout_s
     try:
         await asyncio.wait_for(
-            state.store.create(job_id, request, traceparent=traceparent), timeout
+            state.store.create(
+                job_id, request, traceparent=traceparent, owner=owner.id, tenant=owner.tenant
+            ),
+            timeout,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         raise ServiceUnavailableError(f"job store unavailable: {exc or 'timeout'}") from exc

@@ -103,6 +103,17 @@ class AuthenticationError(LogAnalyzerError):
     code = "unauthorized"
 
 
+class ForbiddenError(LogAnalyzerError):
+    """Raised when a key may not do what it asks, e.g. analyse a namespace outside its scope
+    (403); `field` names the request field."""
+
+    code = "forbidden"
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 class RateLimitedError(LogAnalyzerError):
     """Raised when a key is over one of its limits (429); `retry_after` is in seconds."""
 

@@ -350,7 +350,17 @@ class JobStore(_Store[redis.Redis]):
 class AsyncJobStore(_Store[aredis.Redis]):
     """Asynchronous access for the API."""
 
-    async def create(self, job_id: str, request: AnalysisRequest, *, traceparent: str = "") -> None:
+    async def create(
+        self,
+        job_id: str,
+        request: AnalysisRequest,
+        *,
+        traceparent: str = "",
+        owner: str = "",
+        tenant: str | None = None,
+    ) -> None:
+        """Store a new job as `queued`: `owner` is the id of the key that created it, `tenant`
+        the Loki tenant its queries are sent as."""
         key = redis_keys.job(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -362,6 +372,8 @@ class AsyncJobStore(_Store[aredis.Redis]):
                     "seq": 0,
                     "attempt": 0,
                     "traceparent": traceparent,
+                    "owner": owner,
+                    "tenant": tenant or "",
                 },
             )
             pipe.expire(key, self.ttl_s)
@@ -369,6 +381,13 @@ class AsyncJobStore(_Store[aredis.Redis]):
 
     async def view(self, job_id: str) -> JobView:
         return job_view_from_hash(job_id, await self.redis.hgetall(redis_keys.job(job_id)))
+
+    async def owner(self, job_id: str) -> str | None:
+        """The id of the key that created the job; None when there is no such job."""
+        value = await self.redis.hget(redis_keys.job(job_id), "owner")
+        if value is None:
+            return None if not await self.redis.exists(redis_keys.job(job_id)) else ""
+        return _text(value)
 
     async def traceparent(self, job_id: str) -> str:
         value = await self.redis.hget(redis_keys.job(job_id), "traceparent")

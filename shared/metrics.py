@@ -39,6 +39,7 @@ LOKI_LINES = "log_analyzer_loki_lines_scanned"
 SSE_STREAMS = "log_analyzer_sse_streams_active"
 HUB_BAD_MESSAGES = "log_analyzer_sse_undecodable_messages"
 STAGE_FAILURES = "log_analyzer_stage_failures"
+ACCESS_DECISIONS = "log_analyzer_access_decisions"
 # The latest evaluation of the golden set (`log-analyzer eval --publish`), by strategy/model.
 EVAL_EVIDENCE_RECALL = "log_analyzer_eval_evidence_recall"
 EVAL_FINDINGS_RECALL = "log_analyzer_eval_findings_recall"
@@ -59,6 +60,7 @@ COUNTERS: dict[str, str] = {
     LLM_PROMPT_TOKENS_CACHED: "Prompt tokens the LLM server reused from its prompt cache.",
     LOKI_LINES: "Log lines read from the log source.",
     STAGE_FAILURES: "Stage runs that failed, by stage and error code.",
+    ACCESS_DECISIONS: "Audited requests (submit, cancel, read, stream), by action and outcome.",
 }
 GAUGES: dict[str, str] = {
     EVAL_EVIDENCE_RECALL: "Share of golden incidents whose cause was in the evidence shown.",

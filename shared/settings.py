@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_limit: int = 200
     max_scan_limit: int = Field(default=1_000_000, ge=1, le=1_000_000)
     loki_page_size: int = Field(default=5000, ge=1, le=5000)
+    # X-Scope-OrgID for keys whose entry names no tenant ("" sends none: single-tenant Loki).
+    loki_tenant: str = Field(default="", pattern=r"^[A-Za-z0-9_.|-]{0,150}$")
     # Lines read from the window before the requested one (same length), to tell new
     # templates from steady ones; 0 turns that read off.
     previous_window_scan_limit: int = Field(default=20_000, ge=0)

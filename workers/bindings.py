@@ -44,7 +44,7 @@ def run_query_loki(run: StageRun) -> None:
     with gc_paused():
         counts = query_loki.run(
             run.request,
-            context.log_source(),
+            context.log_source(tenant=run.tenant),
             lines,
             previous_budget=min(run.settings.previous_window_scan_limit, run.request.scan_limit),
             context=flatten.may_be_multiline,

@@ -80,8 +80,9 @@ def llama_client() -> LlamaClient:
     return _llama
 
 
-def log_source() -> LogSource:
-    """Loki, or the pod log files of this node (LOG_SOURCE)."""
+def log_source(tenant: str = "") -> LogSource:
+    """Loki (queried as `tenant` when one is given), or the pod log files of this node
+    (LOG_SOURCE; the files of a node have no tenants)."""
     cfg = settings()
     if cfg.log_source == "files":
         return FileSource(Path(cfg.log_files_root), node_name=cfg.node_name or None)
@@ -92,4 +93,5 @@ def log_source() -> LogSource:
         retry=RetryPolicy(attempts=cfg.loki_max_retries, base_s=0.5, cap_s=30.0),
         timeout_s=cfg.loki_timeout_s,
         parallelism=cfg.loki_parallelism,
+        tenant=tenant or cfg.loki_tenant or None,
     )

@@ -55,6 +55,7 @@ class StageRun:
     settings: Settings
     request: AnalysisRequest
     attempt: int
+    tenant: str = ""  # the Loki tenant (X-Scope-OrgID) of the key that created the job
     starts: int = 0  # how many times this stage of this job was started, this one included
     counts: StageCountsBase | None = None
     result: JobResult | None = None
@@ -100,6 +101,7 @@ def load_run(store: JobStore, settings: Settings, job_id: str, stage: Stage) -> 
         settings=settings,
         request=AnalysisRequest.model_validate_json(fields["request"]),
         attempt=int(fields.get("attempt", "0")),
+        tenant=fields.get("tenant", ""),
     )
 
 

@@ -76,7 +76,7 @@ async def analyze_stream(
     """Submit a job and stream its summary and analysis as plain text."""
     validate_request(body, state.settings)
     job_id = await submit_job(state, body, principal)
-    state.streams.acquire(principal)
+    state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
 
     async def text() -> AsyncIterator[str]:
         try:
@@ -89,7 +89,7 @@ async def analyze_stream(
         except (RedisError, OSError):
             yield f"\nERROR [stream_interrupted]: follow /v1/jobs/{job_id}/events to resume\n"
         finally:
-            state.streams.release(principal)
+            state.streams.release(principal.id)
 
     return StreamingResponse(
         text(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -13,12 +14,15 @@ from opentelemetry.trace import Link, get_current_span
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from api import auth
+from api.access import Principal
+from api.audit import audit
 from api.auth import PrincipalDep
-from api.deps import StateDep
+from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
 from api.streaming import job_events
 from api.submit import submit_job
-from shared.errors import InvalidQueryError, StreamError
+from shared.errors import InvalidQueryError, JobNotFoundError, StreamError
 from shared.schemas import AnalysisRequest, EventType, JobAccepted, JobStatus, JobView
 from shared.telemetry import tracer
 from shared.validation import validate_request
@@ -29,6 +33,9 @@ SSE_RETRY_MS = 2000
 # Time a stream gets, once the server is stopping, to tell its client to resume elsewhere;
 # below uvicorn's --timeout-graceful-shutdown.
 SHUTDOWN_GRACE_S = 1.0
+# How often an open stream checks that its key is still accepted (at least; the key file is
+# re-read every auth.FILE_RECHECK_S).
+KEY_WATCH_MIN_S = 0.2
 # The JSON in each event's `data:` line (an `error` about the stream itself has no seq).
 EVENT_DATA_SCHEMA = {
     "type": "object",
@@ -80,19 +87,34 @@ async def create_job(
     )
 
 
+async def owned_job(state: AppState, principal: Principal, job_id: str, action: str) -> None:
+    """Raise JobNotFoundError (404) unless the job exists and `principal` may see it: another
+    key's job answers exactly like one that does not exist."""
+    owner = await state.store.owner(job_id)
+    if owner is not None and principal.may_see(owner):
+        return
+    if owner is not None:
+        await audit(state.redis, principal, action, "denied", job_id=job_id, reason="not_owner")
+    raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+
+
 @router.get("/{job_id}", response_model=JobView)
-async def get_job(job_id: str, state: StateDep) -> JobView:
+async def get_job(job_id: str, state: StateDep, principal: PrincipalDep) -> JobView:
     """The job's status, current stage, counts, result and error."""
+    await owned_job(state, principal, job_id, "read")
     return await state.store.view(job_id)
 
 
 @router.delete("/{job_id}", status_code=202, response_model=JobView)
-async def cancel_job(job_id: str, state: StateDep) -> JobView:
+async def cancel_job(job_id: str, state: StateDep, principal: PrincipalDep) -> JobView:
     """Cancel a job; a running LLM call stops at its next token. Idempotent."""
+    await owned_job(state, principal, job_id, "cancel")
     view = await state.store.view(job_id)
     if not view.status.terminal:
         await state.store.finish(job_id, JobStatus.CANCELLED)
         view = await state.store.view(job_id)
+    namespace = view.request.filters.namespace
+    await audit(state.redis, principal, "cancel", "accepted", namespace=namespace, job_id=job_id)
     return view
 
 
@@ -143,35 +165,49 @@ async def stream_job_events(
 ) -> EventSourceResponse:
     """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail."""
     after = parse_last_event_id(last_event_id)
-    await state.store.view(job_id)  # 404 before the stream starts
+    await owned_job(state, principal, job_id, "stream")  # 404 before the stream starts
     links = job_trace_links(await state.store.traceparent(job_id))
-    state.streams.acquire(principal)
-    shutdown = anyio.Event()
+    state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
+    # Set on shutdown (by sse-starlette) or when the key is revoked (by the watch below).
+    stop = anyio.Event()
+    revoked = anyio.Event()
+
+    async def watch_key() -> None:
+        while state.keys.still_valid(principal):
+            await asyncio.sleep(max(auth.FILE_RECHECK_S, KEY_WATCH_MIN_S))
+        revoked.set()
+        stop.set()
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
+        watcher = asyncio.create_task(watch_key())
         try:
             with tracer().start_as_current_span("follow_job", links=links) as span:
                 span.set_attribute("job.id", job_id)
                 span.set_attribute("sse.last_event_id", after)
-                async for event in job_events(job_id, after, state.store, state.hub, stop=shutdown):
+                async for event in job_events(job_id, after, state.store, state.hub, stop=stop):
                     yield ServerSentEvent(
                         data=event.to_json(), event=event.type.value, id=str(event.seq)
                     )
         except StreamError as exc:
-            yield stream_error(exc.code, exc.message)
+            if revoked.is_set():
+                await audit(state.redis, principal, "stream", "revoked", job_id=job_id)
+                yield stream_error("key_revoked", "the API key of this stream was revoked")
+            else:
+                yield stream_error(exc.code, exc.message)
         except (RedisError, OSError):
             yield stream_error(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
             )
         finally:
-            state.streams.release(principal)
+            watcher.cancel()
+            state.streams.release(principal.id)
 
     return EventSourceResponse(
         frames(),
         ping=int(state.settings.sse_ping_s),
         send_timeout=state.settings.sse_send_timeout_s,
-        shutdown_event=shutdown,
+        shutdown_event=stop,
         shutdown_grace_period=SHUTDOWN_GRACE_S,
         headers={"Cache-Control": "no-cache"},
     )

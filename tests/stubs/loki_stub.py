@@ -133,6 +133,7 @@ class StubRequest:
     path: str
     params: dict[str, str]
     status: int
+    tenant: str | None = None  # the X-Scope-OrgID header, as multi-tenant Loki reads it
 
 
 @dataclass(slots=True)
@@ -424,9 +425,11 @@ class LokiStub:
                     return fault
         return None
 
-    def _record(self, method: str, path: str, params: dict[str, str], status: int) -> None:
+    def _record(
+        self, method: str, path: str, params: dict[str, str], status: int, tenant: str | None
+    ) -> None:
         with self._lock:
-            self._requests.append(StubRequest(method, path, params, status))
+            self._requests.append(StubRequest(method, path, params, status, tenant))
 
     def _labels(self) -> list[str]:
         with self._lock:
@@ -629,7 +632,8 @@ def _make_handler(stub: LokiStub) -> type[BaseHTTPRequestHandler]:
             params: dict[str, str],
             headers: Mapping[str, str] | None = None,
         ) -> None:
-            stub._record(self.command, urlsplit(self.path).path, params, status)
+            tenant = self.headers.get("X-Scope-OrgID")
+            stub._record(self.command, urlsplit(self.path).path, params, status, tenant)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

@@ -38,7 +38,7 @@ import contextvars
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
@@ -98,6 +98,7 @@ def fetch_range(
     timeout_s: float = 30,
     on_page: Callable[[int, int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    headers: Mapping[str, str] | None = None,
 ) -> FetchResult:
     """Read up to `scan_limit` entries of `query` in ``[start_ns, end_ns)``, oldest first.
 
@@ -128,7 +129,7 @@ def fetch_range(
         }
         try:
             payload = retry.call(
-                partial(_get_json, client, url, params, timeout_s, retry.cap_s),
+                partial(_get_json, client, url, params, timeout_s, retry.cap_s, headers),
                 retry_if=_retryable,
                 what="Loki query_range",
                 sleep=sleep,
@@ -214,11 +215,16 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _get_json(
-    client: httpx.Client, url: str, params: dict[str, str], timeout_s: float, max_wait_s: float
+    client: httpx.Client,
+    url: str,
+    params: dict[str, str],
+    timeout_s: float,
+    max_wait_s: float,
+    headers: Mapping[str, str] | None = None,
 ) -> Any:
     """GET `url`: the decoded JSON of a 200; _LokiRetryable for what may pass."""
     try:
-        response = client.get(url, params=params, timeout=timeout_s)
+        response = client.get(url, params=params, timeout=timeout_s, headers=headers)
     except _RETRY_EXCEPTIONS as exc:
         raise _LokiRetryable(f"Loki unreachable: {exc.__class__.__name__}: {exc}") from None
     status = response.status_code
@@ -249,6 +255,7 @@ def count_buckets(
     retry: RetryPolicy = DEFAULT_RETRY,
     timeout_s: float = 30,
     sleep: Callable[[float], None] = time.sleep,
+    headers: Mapping[str, str] | None = None,
 ) -> list[int]:
     """Lines of `query` per bucket ``[edges[i], edges[i+1])``, by one metric query.
 
@@ -273,7 +280,7 @@ def count_buckets(
     url = base_url.rstrip("/") + QUERY_RANGE_PATH
     try:
         payload = retry.call(
-            partial(_get_json, client, url, params, timeout_s, retry.cap_s),
+            partial(_get_json, client, url, params, timeout_s, retry.cap_s, headers),
             retry_if=_retryable,
             what="Loki count query",
             sleep=sleep,
@@ -306,6 +313,11 @@ class LokiSource:
     timeout_s: float = 30.0
     parallelism: int = 4
     sleep: Callable[[float], None] = time.sleep
+    tenant: str | None = None  # sent as X-Scope-OrgID (multi-tenant Loki)
+
+    @property
+    def _headers(self) -> dict[str, str] | None:
+        return {"X-Scope-OrgID": self.tenant} if self.tenant else None
 
     def read(self, plan: ReadPlan) -> SourceRead:
         """Count the window, then fetch the planned ranges in parallel (see the module)."""
@@ -326,6 +338,7 @@ class LokiSource:
             retry=self.retry,
             timeout_s=self.timeout_s,
             sleep=self.sleep,
+            headers=self._headers,
         )
 
     def _fetch(self, window: Window, limit: int) -> FetchResult:
@@ -340,6 +353,7 @@ class LokiSource:
             retry=self.retry,
             timeout_s=self.timeout_s,
             sleep=self.sleep,
+            headers=self._headers,
         )
 
     def _chunks(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:

@@ -1,0 +1,157 @@
+"""Who a key is and what it may do: its role, its namespaces, its limits, its Loki tenant.
+
+The key file is either the original format, one sha256 digest per line (each an unscoped
+`analyst`), or a JSON document of scoped keys:
+
+    {"keys": [{"name": "payments", "sha256": "<hex digest of the key>", "role": "analyst",
+               "namespaces": ["payments", "payments-.*"], "tenant": "team-payments",
+               "limits": {"max_active_jobs": 5}}]}
+
+`namespaces` are RE2 patterns matched against the whole namespace name (a plain name matches
+only itself: RFC 1123 names have no metacharacters). An `analyst` sees only the jobs its own
+key created; an `admin` sees every job and may analyse any namespace its entry allows.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.logql.regex import compile_re2
+from shared.settings import Settings
+
+DIGEST_HEX = 64
+
+
+class Role(enum.StrEnum):
+    ANALYST = "analyst"
+    ADMIN = "admin"
+
+
+class KeyLimits(BaseModel):
+    """Per-key overrides of the global limits (None: the global setting)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_active_jobs: int | None = Field(default=None, ge=1)
+    max_streams: int | None = Field(default=None, ge=1)
+    jobs_per_minute: int | None = Field(default=None, ge=1)
+
+
+class KeyEntry(BaseModel):
+    """One key of the JSON key file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    role: Role = Role.ANALYST
+    namespaces: list[str] = Field(min_length=1)
+    tenant: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,150}$")
+    limits: KeyLimits = Field(default_factory=KeyLimits)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _valid_re2(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            compile_re2(pattern)  # ValueError names what RE2 refused
+        return patterns
+
+
+class KeyFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[KeyEntry]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits a principal's requests are held to."""
+
+    max_active_jobs: int
+    max_streams: int
+    jobs_per_minute: int
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: `id` is a prefix of its key's digest (safe to log and store), never the key."""
+
+    id: str
+    name: str
+    role: Role
+    namespaces: tuple[str, ...] | None  # RE2 patterns; None: every namespace
+    tenant: str | None
+    limits: KeyLimits
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def may_see(self, owner: str | None) -> bool:
+        """Whether this caller may read, follow or cancel a job created by `owner`."""
+        return self.is_admin or owner == self.id
+
+    def allows(self, namespace: str) -> bool:
+        """Whether this caller may analyse `namespace`."""
+        if self.namespaces is None:
+            return True
+        return any(compile_re2(p).fullmatch(namespace) for p in self.namespaces)
+
+    def effective_limits(self, settings: Settings) -> Limits:
+        own = self.limits
+        return Limits(
+            max_active_jobs=own.max_active_jobs or settings.max_active_jobs_per_key,
+            max_streams=own.max_streams or settings.max_streams_per_key,
+            jobs_per_minute=own.jobs_per_minute or settings.rate_limit_per_minute,
+        )
+
+
+LOCAL = Principal(
+    id="local", name="local", role=Role.ADMIN, namespaces=None, tenant=None, limits=KeyLimits()
+)
+"""The caller when no key is configured: only loopback requests are served, as one user."""
+
+
+def unscoped(digest: str) -> Principal:
+    """A key of the original format (or API_KEYS): an analyst of every namespace."""
+    return Principal(
+        id=digest[:16], name=digest[:16], role=Role.ANALYST, namespaces=None, tenant=None,
+        limits=KeyLimits(),
+    )  # fmt: skip
+
+
+def scoped(entry: KeyEntry) -> Principal:
+    digest = entry.sha256.lower()
+    return Principal(
+        id=digest[:16],
+        name=entry.name,
+        role=entry.role,
+        namespaces=tuple(entry.namespaces),
+        tenant=entry.tenant,
+        limits=entry.limits,
+    )
+
+
+def parse_key_file(text: str) -> dict[str, Principal]:
+    """Digest → principal; raises ValueError saying what is wrong with the file."""
+    if text.lstrip().startswith("{"):
+        try:
+            document: Any = json.loads(text)
+            entries = KeyFile.model_validate(document).keys
+        except (ValueError, ValidationError) as exc:
+            raise ValueError(f"invalid key file: {exc}") from None
+        names = [e.name for e in entries]
+        if len(set(names)) != len(names):
+            raise ValueError("invalid key file: two keys share a name")
+        return {e.sha256.lower(): scoped(e) for e in entries}
+    digests = {
+        line.strip().lower()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    }
+    return {d: unscoped(d) for d in digests if len(d) == DIGEST_HEX}

@@ -1,0 +1,72 @@
+"""The key file's two formats and what a principal may do (api.access)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from api.access import LOCAL, Role, parse_key_file
+from shared.settings import Settings
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def scoped_file(**entry: object) -> str:
+    base = {"name": "payments", "sha256": sha("k"), "namespaces": ["payments-[a-z]+"]}
+    return json.dumps({"keys": [{**base, **entry}]})
+
+
+def test_the_original_format_gives_unscoped_analysts() -> None:
+    keys = parse_key_file(f"# ops\n{sha('a').upper()}\n\nnot-a-digest\n")
+    (principal,) = keys.values()
+    assert list(keys) == [sha("a")]
+    assert principal.role is Role.ANALYST and principal.allows("anything")
+    assert principal.id == sha("a")[:16] and principal.tenant is None
+
+
+def test_a_scoped_entry_allows_whole_names_only() -> None:
+    (principal,) = parse_key_file(scoped_file(tenant="team-payments")).values()
+    assert principal.name == "payments" and principal.tenant == "team-payments"
+    assert principal.allows("payments-eu")
+    assert not principal.allows("payments-eu2") and not principal.allows("xpayments-eu")
+
+
+def test_analysts_see_their_own_jobs_and_admins_every_job() -> None:
+    (analyst,) = parse_key_file(scoped_file()).values()
+    (admin,) = parse_key_file(scoped_file(role="admin")).values()
+    assert analyst.may_see(analyst.id) and not analyst.may_see("someone-else")
+    assert not analyst.may_see(None) and not analyst.may_see("")
+    assert admin.may_see("someone-else") and LOCAL.may_see("anyone")
+
+
+def test_limits_override_the_global_settings_one_by_one() -> None:
+    (principal,) = parse_key_file(scoped_file(limits={"max_streams": 3})).values()
+    limits = principal.effective_limits(Settings(max_active_jobs_per_key=7))
+    assert (limits.max_streams, limits.max_active_jobs) == (3, 7)
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"namespaces": ["payments-(?P<x"]}, "named capture"),
+        ({"namespaces": []}, "at least 1"),
+        ({"role": "root"}, "role"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"limits": {"max_jobs": 1}}, "max_jobs"),
+        ({"key": "the key itself"}, "key"),
+    ],
+)
+def test_a_bad_entry_is_refused_saying_why(entry: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_key_file(scoped_file(**entry))
+
+
+def test_two_keys_may_not_share_a_name() -> None:
+    entry = {"name": "a", "sha256": sha("x"), "namespaces": ["a"]}
+    text = json.dumps({"keys": [entry, {**entry, "sha256": sha("y")}]})
+    with pytest.raises(ValueError, match="share a name"):
+        parse_key_file(text)
