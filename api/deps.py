@@ -25,6 +25,7 @@ class AppState:
     store: AsyncJobStore
     hub: EventHub
     enqueue: Callable[[str], None]
+    enqueue_backfill: Callable[[str, str], None]  # (job id, backfill id) on the backfill queue
     keys: KeyRing
     streams: StreamLimiter
 

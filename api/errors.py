@@ -56,7 +56,8 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
 async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
     # Like a 422, `loc` names the field the key may not ask for.
     assert isinstance(exc, ForbiddenError)
-    detail = [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": exc.code}]
+    loc = [exc.location, *exc.field.split(".")]
+    detail = [{"loc": loc, "msg": exc.message, "type": exc.code}]
     return JSONResponse({"detail": detail, "code": exc.code}, status_code=403)
 
 

@@ -23,8 +23,8 @@ from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
 from api.producer import Producer
 from api.reaper import run_reaper
-from api.routes import analyze, health, jobs, metrics
-from shared import __version__, telemetry
+from api.routes import analyze, backfills, health, jobs, metrics
+from shared import __version__, queues, telemetry
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
 
@@ -87,12 +87,25 @@ def create_app(
         )
         hub = EventHub(client, buffer=settings.sse_client_buffer)
         await hub.start()
+        if enqueue is not None:
+            interactive = enqueue
+
+            def backfill(job_id: str, backfill_id: str) -> None:
+                enqueue(job_id)
+        else:
+            producer = Producer(settings)
+            interactive = producer.enqueue
+
+            def backfill(job_id: str, backfill_id: str) -> None:
+                producer.enqueue(job_id, queue=queues.BACKFILL, backfill_id=backfill_id)
+
         app.state.la = AppState(
             settings=settings,
             redis=client,
             store=store,
             hub=hub,
-            enqueue=enqueue or Producer(settings).enqueue,
+            enqueue=interactive,
+            enqueue_backfill=backfill,
             keys=KeyRing(settings.api_keys, settings.api_keys_file),
             streams=StreamLimiter(),
         )
@@ -124,6 +137,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(analyze.router, dependencies=protected)
+    app.include_router(backfills.router, dependencies=protected)
     app.include_router(metrics.router, dependencies=protected)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:

@@ -21,11 +21,18 @@ class Producer:
         self.app = Celery("log_analyzer", set_as_current=False)
         self.app.conf.update(**queues.broker_settings(settings))
 
-    def enqueue(self, job_id: str, queue: str = queues.INTERACTIVE) -> None:
-        """Publish the job's chain on `queue` (blocking; the caller bounds it)."""
+    def enqueue(self, job_id: str, queue: str = queues.INTERACTIVE, backfill_id: str = "") -> None:
+        """Publish the job's chain on `queue` (blocking; the caller bounds it). A backfill
+        item's tasks carry the backfill id too, so Flower shows what they belong to."""
+        kwargs = {"backfill_id": backfill_id} if backfill_id else {}
         steps = [
             signature(
-                queues.task_name(stage), args=(job_id,), immutable=True, app=self.app, queue=queue
+                queues.task_name(stage),
+                args=(job_id,),
+                kwargs=kwargs,
+                immutable=True,
+                app=self.app,
+                queue=queue,
             )
             for stage in STAGES
         ]

@@ -125,6 +125,68 @@ def analyze(
     raise typer.Exit(0 if status == "succeeded" else 1)
 
 
+API_URL_OPTION = typer.Option(envvar="LOG_ANALYZER_URL", help="the API's base URL")
+
+
+@app.command()
+def backfill(
+    namespaces: Annotated[
+        str, typer.Option(help="names (a,b), an RE2 regex ('shop|pay.*'), or '*' for all")
+    ],
+    since: Annotated[str, typer.Option(help="how far back, e.g. 24h")] = "24h",
+    window: Annotated[str, typer.Option(help="length of each analysed window")] = "1h",
+    as_json: Annotated[bool, typer.Option("--json", help="print the final view as JSON")] = False,
+    api_url: Annotated[str, API_URL_OPTION] = "http://127.0.0.1:8000",
+) -> None:
+    """Analyse many namespaces window by window; progress, then the roll-up."""
+    from cli.operators import ApiProblem, backfill_body, fail, run_backfill
+
+    try:
+        body = backfill_body(namespaces, since, window)
+        code = run_backfill(
+            api_url.rstrip("/"), os.environ.get("LOG_ANALYZER_API_KEY"), body, as_json=as_json
+        )
+    except ApiProblem as exc:
+        raise fail(exc) from exc
+    except ValueError as exc:
+        console.print(f"[red]--since: {escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
+
+
+@app.command()
+def findings(
+    namespace: Annotated[
+        str | None, typer.Option(help="one namespace (default: all yours)")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="last seen within, e.g. 24h")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    api_url: Annotated[str, API_URL_OPTION] = "http://127.0.0.1:8000",
+) -> None:
+    """List findings: one per namespace and template, with their sightings."""
+    from cli.operators import ApiProblem, call, fail, findings_table, since_range
+
+    params = {}
+    if namespace:
+        params["namespace"] = namespace
+    if since:
+        params["since"] = since_range(since)["start"]
+    try:
+        found = call(
+            "GET",
+            f"{api_url.rstrip('/')}/v1/findings",
+            os.environ.get("LOG_ANALYZER_API_KEY"),
+            params=params,
+        )
+    except ApiProblem as exc:
+        raise fail(exc) from exc
+    assert isinstance(found, list)
+    if as_json:
+        console.print_json(data=found)
+    else:
+        console.print(findings_table(found))
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[

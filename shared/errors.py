@@ -109,9 +109,10 @@ class ForbiddenError(LogAnalyzerError):
 
     code = "forbidden"
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, *, location: str = "body"):
         super().__init__(message)
         self.field = field
+        self.location = location
 
 
 class RateLimitedError(LogAnalyzerError):

@@ -22,6 +22,7 @@ import redis.asyncio as aredis
 from pydantic import BaseModel
 
 from shared import metrics, redis_keys
+from shared.backfill import result_summary
 from shared.errors import JobNotFoundError
 from shared.schemas import (
     TERMINAL_STATUSES,
@@ -159,6 +160,8 @@ def terminal_fields(
     fields = {"status": status.value, "finished_at": now_iso()}
     if result is not None:
         fields["result"] = result.model_dump_json()
+        # What a backfill's roll-up reads, without loading every item's whole result.
+        fields["summary"] = json.dumps(result_summary(result))
     if error is not None:
         fields["error"] = error.model_dump_json()
     return fields
@@ -358,9 +361,10 @@ class AsyncJobStore(_Store[aredis.Redis]):
         traceparent: str = "",
         owner: str = "",
         tenant: str | None = None,
+        backfill_id: str = "",
     ) -> None:
         """Store a new job as `queued`: `owner` is the id of the key that created it, `tenant`
-        the Loki tenant its queries are sent as."""
+        the Loki tenant its queries are sent as, `backfill_id` the backfill it belongs to."""
         key = redis_keys.job(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
@@ -374,6 +378,7 @@ class AsyncJobStore(_Store[aredis.Redis]):
                     "traceparent": traceparent,
                     "owner": owner,
                     "tenant": tenant or "",
+                    "backfill_id": backfill_id,
                 },
             )
             pipe.expire(key, self.ttl_s)

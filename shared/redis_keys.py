@@ -48,3 +48,26 @@ def rate_window(principal: str, minute: int) -> str:
 
 def principal_jobs(principal: str) -> str:
     return f"{PREFIX}:principal:{principal}:jobs"
+
+
+def backfill(backfill_id: str) -> str:
+    """Hash with the backfill record: owner, request, created_at, items (JSON)."""
+    return f"{PREFIX}:backfill:{backfill_id}"
+
+
+def backfill_idempotency(owner: str, key: str) -> str:
+    """The backfill id an `Idempotency-Key` of this owner created."""
+    return f"{PREFIX}:backfill:idem:{owner}:{key}"
+
+
+def analysed_request(content_hash: str) -> str:
+    """The job id that analyses a normalized request (`shared.backfill.request_hash`)."""
+    return f"{PREFIX}:analysed:{content_hash}"
+
+
+def findings(namespace: str) -> str:
+    """Hash of the namespace's findings: template fingerprint → Finding (JSON)."""
+    return f"{PREFIX}:findings:{namespace}"
+
+
+FINDINGS_NAMESPACES = f"{PREFIX}:findings:namespaces"

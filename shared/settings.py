@@ -82,6 +82,9 @@ class Settings(BaseSettings):
 
     # Jobs, events and queues.
     job_ttl_s: int = 7 * 24 * 3600
+    findings_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    max_backfill_items: int = Field(default=1000, ge=1, le=100_000)
+    backfill_reserved_llm_slots: int = Field(default=1, ge=0)
     event_backlog_max: int = 50_000
     sse_ping_s: float = 15.0
     sse_client_buffer: int = 1000

@@ -139,7 +139,12 @@ def run_call_llm(run: StageRun) -> None:
     sink = JobTokenSink(run)
 
     def slot(total_slots: int) -> LlmSlot:
-        sink.slot = LlmSlot(store.redis, total_slots, wait_s=settings.llm_slot_wait_s)
+        limit = total_slots
+        if run.backfill_id:
+            # Backfill items leave slots free for interactive jobs, but never all of them:
+            # with one slot they share it (an interactive job waits for one answer at most).
+            limit = max(1, total_slots - settings.backfill_reserved_llm_slots)
+        sink.slot = LlmSlot(store.redis, limit, wait_s=settings.llm_slot_wait_s)
         return sink.slot
 
     options = call_llm.LlmOptions(

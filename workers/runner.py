@@ -56,6 +56,7 @@ class StageRun:
     request: AnalysisRequest
     attempt: int
     tenant: str = ""  # the Loki tenant (X-Scope-OrgID) of the key that created the job
+    backfill_id: str = ""  # set for an item of a backfill
     starts: int = 0  # how many times this stage of this job was started, this one included
     counts: StageCountsBase | None = None
     result: JobResult | None = None
@@ -102,6 +103,7 @@ def load_run(store: JobStore, settings: Settings, job_id: str, stage: Stage) -> 
         request=AnalysisRequest.model_validate_json(fields["request"]),
         attempt=int(fields.get("attempt", "0")),
         tenant=fields.get("tenant", ""),
+        backfill_id=fields.get("backfill_id", ""),
     )
 
 

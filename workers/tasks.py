@@ -34,7 +34,8 @@ def execute(job_id: str, stage: Stage) -> None:
 def register(stage: Stage) -> Any:
     """The task that runs `stage`."""
 
-    def run(job_id: str) -> None:
+    def run(job_id: str, backfill_id: str = "") -> None:
+        # `backfill_id` is only shown (Flower lists a task's arguments); the job record has it.
         execute(job_id, stage)
 
     run.__name__ = run.__qualname__ = stage.value

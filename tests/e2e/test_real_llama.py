@@ -61,7 +61,13 @@ def test_sample_incident_through_real_llama_server(real_stack: Harness) -> None:
         result = next(e for e in events if e.event == "result").json["data"]
         assert "".join(tokens) == result["analysis"]
         assert result["model_status"] == "answered"
-        assert not result["citations"]["invalid"], result["citations"]
+        # A 135M model may cite ids it was not given; the service's promise is to tell them
+        # apart: every id the answer cites is classified, valid ones were in the evidence.
+        shown = {item["template_id"] for item in result["evidence"]}
+        cited = result["citations"]
+        assert set(cited["valid"]) <= shown and not set(cited["invalid"]) & shown, cited
+        for template_id in cited["valid"] + cited["invalid"]:
+            assert template_id in result["analysis"], template_id
         timings = result["timings"]
         assert timings["prompt_n"] > 0 and timings["predicted_n"] == result["tokens_generated"]
         assert timings["predicted_per_second"] > 0 and timings["prompt_ms"] > 0

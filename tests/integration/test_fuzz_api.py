@@ -53,6 +53,9 @@ JOB = ("GET", "/v1/jobs/{job_id}")
 CANCEL = ("DELETE", "/v1/jobs/{job_id}")
 EVENTS = ("GET", "/v1/jobs/{job_id}/events")
 ANALYZE = ("POST", "/v1/analyze/stream")
+BACKFILLS = ("POST", "/v1/backfills")
+BACKFILL = ("GET", "/v1/backfills/{backfill_id}")
+FINDINGS = ("GET", "/v1/findings")
 
 # (operation, generation mode, max examples, variant). Variants: "known id" draws the path
 # parameter from jobs that exist; "window" keeps the fuzzed body but puts a valid one-hour
@@ -71,6 +74,11 @@ PLAN: list[tuple[tuple[str, str], GenerationMode, int, str]] = [
     (EVENTS, GenerationMode.POSITIVE, 60, "known id"),
     (CANCEL, GenerationMode.POSITIVE, 60, ""),
     (CANCEL, GenerationMode.POSITIVE, 60, "known id"),
+    # Positive backfill bodies could each fan out a thousand jobs: negative ones only.
+    (BACKFILLS, GenerationMode.NEGATIVE, 100, ""),
+    (BACKFILL, GenerationMode.POSITIVE, 40, ""),
+    (FINDINGS, GenerationMode.POSITIVE, 60, ""),
+    (FINDINGS, GenerationMode.NEGATIVE, 40, ""),
 ]
 WINDOW = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
 

@@ -305,3 +305,62 @@ def test_the_chain_runs_the_work_once_inside_every_middleware(store: JobStore) -
     run_stage(run, lambda r: setattr(r, "counts", FlattenCounts(lines=1, entries=1)), CHAIN)
     assert [e["data"]["state"] for e in events(store)] == ["started", "finished"]
     assert store.redis.hget(redis_keys.job(JOB), "runs:flatten") == b"1"
+
+
+# --- record_findings ------------------------------------------------------------------------
+
+
+def result_with_cause(fingerprint: str = "fp-disk") -> JobResult:
+    from datetime import UTC, datetime
+
+    from shared.schemas import Findings, Level
+    from shared.schemas.findings import ProbableCause, Searched
+
+    cause = ProbableCause(
+        template_id="T1",
+        fingerprint=fingerprint,
+        template="could not extend file: No space left on device",
+        level=Level.ERROR,
+        first_seen=datetime(2026, 11, 24, 6, 20, tzinfo=UTC),
+        count=4,
+        confidence="high",
+        reasons=["the earliest error"],
+    )
+    findings = Findings(
+        empty=False,
+        summary="Probable root cause: T1",
+        searched=Searched.model_validate(
+            {"query": "{}", "start": cause.first_seen, "end": cause.first_seen, "lines_scanned": 4}
+        ),
+        probable_causes=[cause],
+        new_templates=["T1"],
+    )
+    return JobResult(analysis="", findings=findings, evidence=[], model="m")
+
+
+def stored_findings(store: JobStore) -> dict[str, Any]:
+    raw = store.redis.hgetall(redis_keys.findings("shop"))
+    return {str(k): json.loads(v) for k, v in raw.items()}
+
+
+def test_a_successful_job_adds_one_sighting_per_cause_once(store: JobStore) -> None:
+    from workers.middleware.findings import record_findings
+
+    run = new_run(store, Stage.CALL_LLM)
+    run.result = result_with_cause()
+    store.redis.hset(redis_keys.job(JOB), "status", "succeeded")
+    record_findings(run, lambda: None)
+    record_findings(run, lambda: None)  # a redelivered stage counts nothing twice
+    (finding,) = stored_findings(store).values()
+    assert finding["sightings"] == 1 and finding["lines"] == 4
+    assert finding["recent"][0]["job_id"] == JOB
+
+
+def test_a_job_that_did_not_succeed_adds_no_sighting(store: JobStore) -> None:
+    from workers.middleware.findings import record_findings
+
+    run = new_run(store, Stage.CALL_LLM)
+    run.result = result_with_cause()
+    store.redis.hset(redis_keys.job(JOB), "status", "cancelled")
+    record_findings(run, lambda: None)
+    assert stored_findings(store) == {}

@@ -2,8 +2,8 @@
 
 Outermost first: the span (so it covers everything), the log context, metrics (they see
 the mapped failure), admission (poison jobs), the attempt fence (redeliveries), the job
-heartbeat, error mapping (any exception becomes the job's failure), and the stage events
-right around the work.
+heartbeat, error mapping (any exception becomes the job's failure), the findings a
+successful job adds to its namespace's, and the stage events right around the work.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from workers.middleware.admission import admit
 from workers.middleware.attempts import attempt_fence
 from workers.middleware.errors import error_mapping
 from workers.middleware.events import stage_events
+from workers.middleware.findings import record_findings
 from workers.middleware.heartbeat import job_heartbeat
 from workers.middleware.log_context import job_log_context
 from workers.middleware.metrics import stage_metrics
@@ -26,6 +27,7 @@ CHAIN: tuple[Middleware, ...] = (
     attempt_fence,
     job_heartbeat,
     error_mapping,
+    record_findings,
     stage_events,
 )
 

@@ -1,0 +1,261 @@
+"""Backfills in Redis: fan a backfill out into jobs on the `backfill` queue, read its state,
+cancel it, retry its failed items. The pure parts are in `shared.backfill`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from redis.typing import EncodableT
+
+from api.access import Principal
+from api.audit import audit
+from api.deps import AppState
+from api.namespaces import known_namespaces
+from shared import redis_keys
+from shared.backfill import item_count, item_request, request_hash, rollup, windows
+from shared.errors import (
+    ForbiddenError,
+    InvalidQueryError,
+    JobNotFoundError,
+    ServiceUnavailableError,
+)
+from shared.job_store import now_iso
+from shared.logql.regex import compile_re2
+from shared.schemas import AnalysisRequest, JobStatus
+from shared.schemas.backfills import BackfillItem, BackfillRequest, BackfillView, Totals
+from shared.schemas.request import TimeRange
+from shared.validation import validate_request
+
+REUSABLE = {JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SUCCEEDED.value}
+IDEMPOTENCY_KEY_MAX = 200
+
+
+async def namespaces_of(state: AppState, principal: Principal, body: BackfillRequest) -> list[str]:
+    """The namespaces a backfill covers: those named (each within the key's scope, else 403),
+    or those the log source knows that match the regex (or all), within the scope."""
+    if body.namespaces is not None:
+        for name in body.namespaces:
+            if not principal.allows(name):
+                raise ForbiddenError("namespaces", f"this key may not analyse namespace {name!r}")
+        return body.namespaces
+    pattern = None
+    if body.namespace_regex is not None:
+        try:
+            pattern = compile_re2(body.namespace_regex)
+        except ValueError as exc:
+            raise InvalidQueryError("namespace_regex", f"invalid RE2 regex: {exc}") from None
+    window = body.time_range
+    found = await known_namespaces(state.settings, window.start, window.end, principal.tenant)
+    chosen = [n for n in found if (pattern is None or pattern.fullmatch(n)) and principal.allows(n)]
+    if not chosen:
+        field = "namespace_regex" if pattern is not None else "namespaces"
+        raise InvalidQueryError(field, "no namespace with logs in the time range matches")
+    return chosen
+
+
+async def create_backfill(
+    state: AppState, principal: Principal, body: BackfillRequest, idempotency_key: str | None
+) -> tuple[str, int]:
+    """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made."""
+    settings = state.settings
+    idem = None
+    if idempotency_key:
+        if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            raise InvalidQueryError(
+                "Idempotency-Key", "Idempotency-Key is too long", location="header"
+            )
+        idem = redis_keys.backfill_idempotency(principal.id, idempotency_key)
+        earlier = await state.redis.get(idem)
+        if earlier:
+            backfill_id = _text(earlier)
+            stored = await state.redis.hget(redis_keys.backfill(backfill_id), "items")
+            if stored is not None:
+                return backfill_id, len(json.loads(stored))
+    namespaces = await namespaces_of(state, principal, body)
+    count = item_count(body, len(namespaces))
+    if count > settings.max_backfill_items:
+        raise InvalidQueryError(
+            "window",
+            f"{len(namespaces)} namespaces × {count // len(namespaces)} windows = {count} "
+            f"analyses, more than MAX_BACKFILL_ITEMS ({settings.max_backfill_items}): "
+            "use a longer window, a shorter time range or fewer namespaces",
+        )
+    spans = windows(body.time_range, body)
+    requests = [(ns, item_request(body, ns, span)) for ns in namespaces for span in spans]
+    validate_request(requests[0][1], settings)  # the same options for every item
+    backfill_id = uuid.uuid4().hex
+    items = await _start_items(state, principal, backfill_id, [r for _, r in requests])
+    record: dict[EncodableT, EncodableT] = {
+        "owner": principal.id,
+        "created_at": now_iso(),
+        "request": body.model_dump_json(),
+        "items": json.dumps(items),
+    }
+    key = redis_keys.backfill(backfill_id)
+    async with state.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=record)
+        pipe.expire(key, settings.job_ttl_s)
+        if idem is not None:
+            pipe.set(idem, backfill_id, ex=settings.job_ttl_s, nx=True)
+        await pipe.execute()
+    await audit(
+        state.redis,
+        principal,
+        "backfill",
+        "accepted",
+        namespace=",".join(namespaces[:20]),
+        job_id=backfill_id,
+    )
+    return backfill_id, len(items)
+
+
+async def _start_items(
+    state: AppState, principal: Principal, backfill_id: str, requests: list[AnalysisRequest]
+) -> list[dict[str, Any]]:
+    """One item per request: an earlier job with the same normalized request (queued,
+    running or succeeded) is reused; else a new job is created and queued."""
+    hashes = [request_hash(principal.id, principal.tenant, r) for r in requests]
+    earlier = await state.redis.mget([redis_keys.analysed_request(h) for h in hashes])
+    earlier_ids = [_text(e) if e else None for e in earlier]
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for job_id in earlier_ids:
+            pipe.hget(redis_keys.job(job_id or "-"), "status")
+        statuses = await pipe.execute()
+    items: list[dict[str, Any]] = []
+    fresh: list[str] = []
+    for request, digest, job_id, status in zip(
+        requests, hashes, earlier_ids, statuses, strict=True
+    ):
+        reused = job_id is not None and status is not None and _text(status) in REUSABLE
+        if not reused:
+            job_id = uuid.uuid4().hex
+            await state.store.create(
+                job_id,
+                request,
+                owner=principal.id,
+                tenant=principal.tenant,
+                backfill_id=backfill_id,
+            )
+            await state.redis.set(
+                redis_keys.analysed_request(digest), job_id, ex=state.settings.job_ttl_s
+            )
+            fresh.append(job_id)
+        items.append(
+            {
+                "namespace": request.filters.namespace,
+                "start": request.time_range.start.isoformat(),
+                "end": request.time_range.end.isoformat(),
+                "job_id": job_id,
+                "reused": reused,
+            }
+        )
+    await _enqueue(state, backfill_id, fresh)
+    return items
+
+
+async def _enqueue(state: AppState, backfill_id: str, job_ids: list[str]) -> None:
+    def publish() -> None:
+        for job_id in job_ids:
+            state.enqueue_backfill(job_id, backfill_id)
+
+    try:
+        # Celery's publish blocks; a thousand of them take a second or two.
+        await asyncio.wait_for(
+            asyncio.to_thread(publish), state.settings.enqueue_timeout_s + len(job_ids) * 0.05
+        )
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the items stay queued-but-lost
+        for job_id in job_ids:
+            await state.store.finish(job_id, JobStatus.FAILED)
+        raise ServiceUnavailableError(f"queue unavailable: {exc or 'timeout'}") from exc
+
+
+async def load_record(state: AppState, principal: Principal, backfill_id: str) -> dict[str, str]:
+    """The backfill's record; 404 when it does not exist or belongs to another key."""
+    raw = await state.redis.hgetall(redis_keys.backfill(backfill_id))
+    record = {_text(k): _text(v) for k, v in raw.items()}
+    if not record or not principal.may_see(record.get("owner")):
+        raise JobNotFoundError(f"backfill {backfill_id} not found", job_id=backfill_id)
+    return record
+
+
+async def view_backfill(state: AppState, record: dict[str, str], backfill_id: str) -> BackfillView:
+    """Totals, per-item status and the roll-up, read from the items' job records."""
+    stored = json.loads(record["items"])
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for item in stored:
+            pipe.hmget(redis_keys.job(item["job_id"]), ["status", "summary"])
+        rows = await pipe.execute()
+    items: list[BackfillItem] = []
+    totals = Totals()
+    for item, (status, summary) in zip(stored, rows, strict=True):
+        # An expired job record counts as failed: its result is gone, retry reruns it.
+        state_ = JobStatus(_text(status)) if status else JobStatus.FAILED
+        facts = json.loads(summary) if summary else {}
+        items.append(
+            BackfillItem(
+                namespace=item["namespace"],
+                start=datetime.fromisoformat(item["start"]),
+                end=datetime.fromisoformat(item["end"]),
+                job_id=item["job_id"],
+                status=state_,
+                reused=item["reused"],
+                **facts,
+            )
+        )
+        setattr(totals, state_.value, getattr(totals, state_.value) + 1)
+        totals.reused += bool(item["reused"])
+    return BackfillView(
+        backfill_id=backfill_id,
+        created_at=datetime.fromisoformat(record["created_at"]),
+        request=BackfillRequest.model_validate_json(record["request"]),
+        done=all(i.status.terminal for i in items),
+        totals=totals,
+        rollup=rollup(items),
+        items=items,
+    )
+
+
+async def cancel_backfill(state: AppState, view: BackfillView) -> int:
+    """Cancel every item not yet ended (running ones stop at their next check)."""
+    cancelled = 0
+    for item in view.items:
+        if not item.status.terminal and not item.reused:
+            cancelled += await state.store.finish(item.job_id, JobStatus.CANCELLED)
+    return cancelled
+
+
+async def retry_failed(
+    state: AppState, principal: Principal, record: dict[str, str], view: BackfillView
+) -> int:
+    """Rerun the failed items only, as new jobs; how many."""
+    stored = json.loads(record["items"])
+    failed = [n for n, item in enumerate(view.items) if item.status is JobStatus.FAILED]
+    if not failed:
+        return 0
+    body = BackfillRequest.model_validate_json(record["request"])
+    backfill_id = view.backfill_id
+    fresh: list[str] = []
+    for n in failed:
+        item = view.items[n]
+        request = item_request(body, item.namespace, TimeRange(start=item.start, end=item.end))
+        job_id = uuid.uuid4().hex
+        await state.store.create(
+            job_id, request, owner=principal.id, tenant=principal.tenant, backfill_id=backfill_id
+        )
+        digest = request_hash(principal.id, principal.tenant, request)
+        await state.redis.set(
+            redis_keys.analysed_request(digest), job_id, ex=state.settings.job_ttl_s
+        )
+        stored[n] = {**stored[n], "job_id": job_id, "reused": False}
+        fresh.append(job_id)
+    await state.redis.hset(redis_keys.backfill(backfill_id), "items", json.dumps(stored))
+    await _enqueue(state, backfill_id, fresh)
+    return len(fresh)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,237 @@
+"""Backfills through real API and worker processes (one worker, both queues), the Loki and
+llama stubs: fan-out, roll-up, findings with a stable identity, reuse of analysed requests,
+idempotency, retry of failed items, cancel, and bad input named before anything is queued."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cli.harness import wait_until
+from tests.support.stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+# The incident the Loki stub holds (tests.support.incident): namespace `shop`, 06:00-07:00.
+RANGE = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
+
+
+@pytest.fixture
+def stack(fresh_stack: ServiceStack) -> Iterator[ServiceStack]:
+    fresh_stack.start_worker()
+    fresh_stack.start_api()
+    fresh_stack.wait_ready()
+    yield fresh_stack
+
+
+def backfill_body(**overrides: Any) -> dict[str, Any]:
+    # A unique question per test makes each test's normalized requests its own.
+    body: dict[str, Any] = {
+        "namespaces": ["shop", "quiet-ns"],
+        "time_range": RANGE,
+        "window": "30m",
+        "question": f"what changed? {uuid.uuid4().hex[:6]}",
+    }
+    body.update(overrides)
+    return body
+
+
+def submit(stack: ServiceStack, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    response = stack.http.post(f"{stack.api_url}/v1/backfills", json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def wait_done(stack: ServiceStack, backfill_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = stack.http.get(f"{stack.api_url}/v1/backfills/{backfill_id}").json()
+        if view["done"]:
+            return dict(view)
+        time.sleep(0.3)
+    raise AssertionError(f"backfill {backfill_id} did not finish\n{stack.logs()}")
+
+
+def test_a_backfill_analyses_every_namespace_window_by_window(stack: ServiceStack) -> None:
+    accepted = submit(stack, backfill_body())
+    assert accepted["items"] == 4  # 2 namespaces x 2 windows of 30 minutes
+    view = wait_done(stack, accepted["backfill_id"])
+    assert view["totals"]["succeeded"] == 4, view["totals"]
+    assert {(i["namespace"], i["start"][11:16]) for i in view["items"]} == {
+        ("shop", "06:00"),
+        ("shop", "06:30"),
+        ("quiet-ns", "06:00"),
+        ("quiet-ns", "06:30"),
+    }
+    top, quiet = view["rollup"]
+    assert top["namespace"] == "shop" and top["error_lines"] > 0 and top["causes"]
+    assert quiet["namespace"] == "quiet-ns" and quiet["error_lines"] == 0
+    # Each item is an ordinary job on the backfill queue, readable as such.
+    job = stack.job(view["items"][0]["job_id"])
+    assert job["status"] == "succeeded"
+
+
+def test_the_same_problem_in_many_windows_is_one_finding(stack: ServiceStack) -> None:
+    view = wait_done(stack, submit(stack, backfill_body(window="15m"))["backfill_id"])
+    shop_items = [i for i in view["items"] if i["namespace"] == "shop" and i["cause"]]
+    found = stack.http.get(f"{stack.api_url}/v1/findings", params={"namespace": "shop"}).json()
+    assert found, "no finding recorded"
+    by_template: dict[str, int] = {}
+    for item in shop_items:
+        by_template[item["cause"]] = by_template.get(item["cause"], 0) + 1
+    for finding in found:
+        if finding["template"] in by_template:
+            # At least this backfill's sightings (earlier tests may have added some).
+            assert finding["sightings"] >= by_template[finding["template"]]
+    assert len({f["fingerprint"] for f in found}) == len(found)
+    later = stack.http.get(
+        f"{stack.api_url}/v1/findings", params={"namespace": "shop", "since": "2030-01-01T00:00Z"}
+    ).json()
+    assert later == []
+
+
+def test_an_analysed_request_is_reused_and_an_idempotency_key_returns_the_same_backfill(
+    stack: ServiceStack,
+) -> None:
+    body = backfill_body()
+    first = submit(stack, body, **{"Idempotency-Key": "nightly-1"})
+    wait_done(stack, first["backfill_id"])
+    again = submit(stack, body, **{"Idempotency-Key": "nightly-1"})
+    assert again["backfill_id"] == first["backfill_id"]
+    second = submit(stack, body)
+    assert second["backfill_id"] != first["backfill_id"]
+    view = wait_done(stack, second["backfill_id"])
+    assert view["totals"]["reused"] == 4 and view["totals"]["succeeded"] == 4
+
+
+def test_retry_reruns_the_failed_items_only(stack: ServiceStack) -> None:
+    stack.loki.fail_next(400, 1000, body="parse error : refused for the test")
+    try:
+        accepted = submit(stack, backfill_body(namespaces=["shop"]))
+        failed = wait_done(stack, accepted["backfill_id"])
+    finally:
+        stack.loki.fail_next(400, 0)
+    assert failed["totals"]["failed"] == 2
+    response = stack.http.post(f"{stack.api_url}/v1/backfills/{accepted['backfill_id']}/retry")
+    assert response.status_code == 202
+    view = wait_done(stack, accepted["backfill_id"])
+    assert view["totals"]["succeeded"] == 2 and view["totals"]["failed"] == 0
+    assert {i["job_id"] for i in view["items"]}.isdisjoint(i["job_id"] for i in failed["items"])
+
+
+def test_cancel_stops_what_has_not_ended(stack: ServiceStack) -> None:
+    stack.loki.hang_next(5, times=50)
+    try:
+        accepted = submit(stack, backfill_body(window="5m"))
+        response = stack.http.delete(f"{stack.api_url}/v1/backfills/{accepted['backfill_id']}")
+    finally:
+        stack.loki.clear_faults()
+    assert response.status_code == 202
+    view = wait_done(stack, accepted["backfill_id"], timeout=60)
+    assert view["totals"]["cancelled"] >= 20, view["totals"]
+
+
+def test_namespaces_by_regex_come_from_lokis_label_values(stack: ServiceStack) -> None:
+    accepted = submit(stack, backfill_body(namespaces=None, namespace_regex="sho[p]"))
+    view = wait_done(stack, accepted["backfill_id"])
+    assert {i["namespace"] for i in view["items"]} == {"shop"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"window": "1m"}, ["body", "window"]),
+        ({"window": "soon"}, ["body", "window"]),
+        ({"namespaces": ["shop"], "namespace_regex": "s.*"}, ["body"]),
+        ({"namespaces": None, "namespace_regex": "(unclosed"}, ["body", "namespace_regex"]),
+        ({"namespaces": None, "namespace_regex": "nothing-like-this"}, ["body", "namespace_regex"]),
+        (
+            {
+                "window": "5m",
+                "time_range": {"start": "2026-11-20T00:00:00Z", "end": "2026-11-24T00:00:00Z"},
+            },
+            ["body", "window"],
+        ),  # fmt: skip
+        ({"log_filter": '|~ "(unclosed"'}, ["body", "log_filter"]),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field_and_queues_nothing(
+    stack: ServiceStack, overrides: dict[str, Any], field: list[str]
+) -> None:
+    before = stack.redis.llen("backfill")
+    response = stack.http.post(f"{stack.api_url}/v1/backfills", json=backfill_body(**overrides))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][: len(field)] == field
+    assert stack.redis.llen("backfill") == before
+
+
+def test_the_cli_runs_a_backfill_and_lists_findings(stack: ServiceStack) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    env = {"LOG_ANALYZER_URL": stack.api_url, "COLUMNS": "200"}
+    ran = runner.invoke(
+        app,
+        ["backfill", "--namespaces", "shop,quiet-ns", "--since", "2h", "--window", "1h"],
+        env=env,
+    )
+    assert ran.exit_code == 0, ran.output
+    assert "4 analyses" in ran.output and "namespaces by new findings" in ran.output
+    assert "shop" in ran.output and "quiet-ns" in ran.output
+    listed = runner.invoke(app, ["findings", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.lstrip().startswith("[")
+
+
+def test_the_cli_says_what_is_wrong_when_the_api_is_away(stack: ServiceStack) -> None:
+    from typer.testing import CliRunner
+
+    from cli.harness import free_port
+    from cli.main import app
+
+    env = {"LOG_ANALYZER_URL": f"http://127.0.0.1:{free_port()}"}
+    ran = CliRunner().invoke(app, ["findings"], env=env)
+    assert ran.exit_code == 2 and "does not answer" in ran.output
+
+
+def test_flower_shows_the_worker_and_a_backfill_task_only_with_credentials(
+    stack: ServiceStack,
+) -> None:
+    url = stack.harness.start_flower({**stack.env, "FLOWER_BASIC_AUTH": "ops:fuzzy-cactus"})
+    auth = ("ops", "fuzzy-cactus")
+
+    def workers() -> dict[str, Any] | None:
+        try:
+            response = stack.http.get(f"{url}/api/workers", auth=auth, params={"refresh": 1})
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 and response.json() else None
+
+    assert wait_until(workers, 60, "Flower never listed a worker")
+    assert stack.http.get(f"{url}/api/workers").status_code == 401
+    assert stack.http.get(f"{url}/api/workers", auth=("ops", "wrong")).status_code == 401
+    accepted = submit(stack, backfill_body(namespaces=["shop"]))
+    wait_done(stack, accepted["backfill_id"])
+
+    def backfill_tasks() -> list[dict[str, Any]] | None:
+        tasks = stack.http.get(f"{url}/api/tasks", auth=auth).json()
+        mine = [t for t in tasks.values() if accepted["backfill_id"] in str(t.get("kwargs"))]
+        done = [t for t in mine if t["state"] == "SUCCESS"]
+        return done if len(done) >= 8 else None  # 2 items x 4 stages
+
+    tasks = wait_until(backfill_tasks, 30, "Flower did not show the backfill's tasks")
+    assert {t["name"] for t in tasks} == {
+        "log_analyzer.query_loki",
+        "log_analyzer.flatten",
+        "log_analyzer.normalize",
+        "log_analyzer.call_llm",
+    }
+    # Arguments are references (a job id), never log payloads.
+    assert all(len(str(t["args"])) < 64 for t in tasks)
