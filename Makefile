@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint types pytest setup redis bench clean
+.PHONY: demo test check lint types pytest setup redis chromium bench clean
 
 setup: $(VENV)/.synced
 
@@ -26,12 +26,16 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 redis:
 	@VENV_BIN=$(VENV)/bin bash scripts/ensure_redis.sh
 
+# The browser tests drive Debian's Chromium (no browser download at run time).
+chromium:
+	@bash scripts/ensure_chromium.sh
+
 ## demo: analyse the bundled sample incident with the embedded llama-server and stream it here
 demo: setup redis
 	$(PY) -m cli.main demo $(DEMO_ARGS)
 
 ## test: lint, types and every test (unit, integration against real Redis/Celery, end to end)
-test: setup redis lint types pytest
+test: setup redis chromium lint types pytest
 
 lint:
 	$(VENV)/bin/ruff check .

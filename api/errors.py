@@ -15,8 +15,8 @@ from shared.errors import (
     AuthenticationError,
     ForbiddenError,
     InvalidQueryError,
-    JobNotFoundError,
     LogAnalyzerError,
+    NotFoundError,
     RateLimitedError,
     ServiceUnavailableError,
 )
@@ -25,7 +25,7 @@ from shared.errors import (
 # subclass answers like its nearest listed ancestor, anything else is a 500.
 _STATUS: dict[type[LogAnalyzerError], int] = {
     AuthenticationError: 401,
-    JobNotFoundError: 404,
+    NotFoundError: 404,
     RateLimitedError: 429,
     ServiceUnavailableError: 503,
 }

@@ -13,6 +13,7 @@ from shared.errors import RateLimitedError
 from shared.settings import Settings
 
 TERMINAL = {b"succeeded", b"failed", b"cancelled"}
+HISTORY_KEPT = 100
 
 
 async def check_submission(client: aredis.Redis, limits: Limits, principal: str) -> None:
@@ -51,9 +52,14 @@ async def record_submission(
     client: aredis.Redis, settings: Settings, principal: str, job_id: str
 ) -> None:
     key = redis_keys.principal_jobs(principal)
+    history = redis_keys.principal_history(principal)
+    now = time.time()
     async with client.pipeline(transaction=False) as pipe:
-        pipe.zadd(key, {job_id: time.time()})
+        pipe.zadd(key, {job_id: now})
         pipe.expire(key, settings.job_ttl_s)
+        pipe.zadd(history, {job_id: now})
+        pipe.zremrangebyrank(history, 0, -HISTORY_KEPT - 1)
+        pipe.expire(history, settings.job_ttl_s)
         await pipe.execute()
 
 

@@ -23,7 +23,7 @@ from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
 from api.producer import Producer
 from api.reaper import run_reaper
-from api.routes import analyze, backfills, health, jobs, metrics
+from api.routes import analyze, backfills, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
@@ -138,6 +138,8 @@ def create_app(
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(analyze.router, dependencies=protected)
     app.include_router(backfills.router, dependencies=protected)
+    app.include_router(namespaces.router, dependencies=protected)
+    app.include_router(ui.router)
     app.include_router(metrics.router, dependencies=protected)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:

@@ -78,6 +78,7 @@ def demo(
                 stack.start_worker(env)
                 api = stack.start_api(env, port=free_port(8000))
                 flower = stack.start_flower(env)
+            console.print(f"Page     {api}/ui/")
             console.print(f"API      {api}   (OpenAPI docs: {api}/docs)")
             console.print(f"Flower   {flower}")
             console.print(f"LLM      {stack.urls['llama-server']}   logs: {stack.run_dir}")

@@ -55,8 +55,9 @@ def request_hash(owner: str, tenant: str | None, request: AnalysisRequest) -> st
 
 
 def result_summary(result: JobResult) -> dict[str, object]:
-    """What a roll-up needs of a result: lines at error-or-worse and at warning, new findings
-    (probable causes absent from the previous window), the first cause's template."""
+    """What a roll-up or a history list needs of a result: lines at error-or-worse and at
+    warning, new findings (probable causes absent from the previous window), the first
+    cause's template, the model, tokens generated and time to first token."""
     error_rank = LEVEL_RANK[Level.ERROR]
     errors = sum(i.count for i in result.evidence if LEVEL_RANK[i.level] >= error_rank)
     warnings = sum(i.count for i in result.evidence if i.level is Level.WARN)
@@ -68,6 +69,9 @@ def result_summary(result: JobResult) -> dict[str, object]:
         "warning_lines": warnings,
         "new_findings": sum(1 for c in causes if c.template_id in new_ids),
         "cause": causes[0].template if causes else None,
+        "model": result.model,
+        "tokens_generated": result.tokens_generated,
+        "ttft_s": result.time_to_first_token_s,
     }
 
 

@@ -26,7 +26,13 @@ class InvalidQueryError(LogAnalyzerError):
         self.location = location
 
 
-class JobNotFoundError(LogAnalyzerError):
+class NotFoundError(LogAnalyzerError):
+    """Raised when what a path names does not exist (404)."""
+
+    code = "not_found"
+
+
+class JobNotFoundError(NotFoundError):
     """Raised when a job id is unknown or expired (404)."""
 
     code = "job_not_found"

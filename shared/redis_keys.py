@@ -50,6 +50,11 @@ def principal_jobs(principal: str) -> str:
     return f"{PREFIX}:principal:{principal}:jobs"
 
 
+def principal_history(principal: str) -> str:
+    """The key's latest submitted jobs (sorted set by submission time), for `GET /v1/jobs`."""
+    return f"{PREFIX}:principal:{principal}:history"
+
+
 def backfill(backfill_id: str) -> str:
     """Hash with the backfill record: owner, request, created_at, items (JSON)."""
     return f"{PREFIX}:backfill:{backfill_id}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 import anyio
@@ -22,8 +23,16 @@ from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
 from api.streaming import job_events
 from api.submit import submit_job
+from shared import redis_keys
 from shared.errors import InvalidQueryError, JobNotFoundError, StreamError
-from shared.schemas import AnalysisRequest, EventType, JobAccepted, JobStatus, JobView
+from shared.schemas import (
+    AnalysisRequest,
+    EventType,
+    JobAccepted,
+    JobStatus,
+    JobSummary,
+    JobView,
+)
 from shared.telemetry import tracer
 from shared.validation import validate_request
 
@@ -96,6 +105,38 @@ async def owned_job(state: AppState, principal: Principal, job_id: str, action: 
     if owner is not None:
         await audit(state.redis, principal, action, "denied", job_id=job_id, reason="not_owner")
     raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+
+
+@router.get("", response_model=list[JobSummary])
+async def list_jobs(state: StateDep, principal: PrincipalDep) -> list[JobSummary]:
+    """The caller's latest jobs (up to 100), newest first; expired ones are left out."""
+    members = await state.redis.zrevrange(redis_keys.principal_history(principal.id), 0, -1)
+    ids = [_text(m) for m in members if isinstance(m, bytes | str)]
+    async with state.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(redis_keys.job(job_id), ["status", "request", "created_at", "summary"])
+        rows = await pipe.execute()
+    jobs = []
+    for job_id, (status, request, created_at, summary) in zip(ids, rows, strict=True):
+        if status is None or request is None:
+            continue
+        asked = AnalysisRequest.model_validate_json(request)
+        facts = json.loads(summary) if summary else {}
+        jobs.append(
+            JobSummary(
+                job_id=job_id,
+                status=JobStatus(_text(status)),
+                namespace=asked.filters.namespace,
+                time_range=asked.time_range,
+                created_at=datetime.fromisoformat(_text(created_at)),
+                **{k: facts.get(k) for k in ("model", "tokens_generated", "ttft_s", "cause")},
+            )
+        )
+    return jobs
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @router.get("/{job_id}", response_model=JobView)

@@ -17,7 +17,7 @@ from shared.schemas.pipeline import (
     QueryCounts,
     StageCountsBase,
 )
-from shared.schemas.request import AnalysisRequest
+from shared.schemas.request import AnalysisRequest, TimeRange
 
 
 class JobStatus(StrEnum):
@@ -135,6 +135,20 @@ class JobView(BaseModel):
     request: AnalysisRequest
     result: JobResult | None = None
     error: JobError | None = None
+
+
+class JobSummary(BaseModel):
+    """One line of `GET /v1/jobs`: a job of the caller's, without its result."""
+
+    job_id: str
+    status: JobStatus
+    namespace: str
+    time_range: TimeRange
+    created_at: datetime
+    model: str | None = None
+    tokens_generated: int | None = None
+    ttft_s: float | None = None
+    cause: str | None = None
 
 
 class JobAccepted(BaseModel):
