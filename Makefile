@@ -57,6 +57,8 @@ bench: setup redis
 	$(PY) bench/llm.py --docs
 	$(PY) bench/llm.py --cache-prompt --docs
 	$(PY) bench/llama_build.py --docs
+	$(PY) bench/scale.py --docs
+	$(PY) bench/backfill.py --docs
 
 clean:
 	rm -rf .venv .tools .run .pytest_cache .mypy_cache .ruff_cache
