@@ -20,15 +20,15 @@ MAX_WATCH_RETRIES = 20
 
 def record_sightings(
     client: redis.Redis, job_id: str, request: AnalysisRequest, result: JobResult, ttl_s: int
-) -> int:
-    """Add this job's probable causes to its namespace's findings; how many were new.
+) -> list[Finding]:
+    """Add this job's probable causes to its namespace's findings; the ones that are new.
 
     Optimistic (WATCH/MULTI): workers of other jobs may update the same namespace at once.
     A job counted before (a redelivered stage) adds nothing.
     """
     causes = result.findings.probable_causes if result.findings else []
     if not causes:
-        return 0
+        return []
     namespace = request.filters.namespace
     key = redis_keys.findings(namespace)
     window = request.time_range
@@ -38,7 +38,7 @@ def record_sightings(
                 pipe.watch(key)  # type: ignore[no-untyped-call]  # unannotated in redis-py
                 stored = pipe.hmget(key, [c.fingerprint for c in causes])
                 updates: dict[EncodableT, EncodableT] = {}
-                new = 0
+                new: list[Finding] = []
                 for cause, raw in zip(causes, stored, strict=True):
                     existing = Finding.model_validate_json(raw) if raw else None
                     finding = absorb(
@@ -55,7 +55,8 @@ def record_sightings(
                     )
                     if finding is not None:
                         updates[cause.fingerprint] = finding.model_dump_json()
-                        new += existing is None
+                        if existing is None:
+                            new.append(finding)
                 pipe.multi()
                 if updates:
                     pipe.hset(key, mapping=updates)

@@ -76,3 +76,5 @@ def findings(namespace: str) -> str:
 
 
 FINDINGS_NAMESPACES = f"{PREFIX}:findings:namespaces"
+WEBHOOK_DELIVERIES = f"{PREFIX}:webhook:deliveries"
+"""List of the latest webhook deliveries (JSON: finding, job, attempts, outcome), newest first."""

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # Jobs, events and queues.
     job_ttl_s: int = 7 * 24 * 3600
     findings_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    # POSTed once per new finding (JSON, HMAC-SHA256 of the body with the secret in the
+    # X-Log-Analyzer-Signature header); "" sends nothing.
+    notify_webhook_url: str = ""
+    notify_webhook_secret: str = ""
     max_backfill_items: int = Field(default=1000, ge=1, le=100_000)
     backfill_reserved_llm_slots: int = Field(default=1, ge=0)
     event_backlog_max: int = 50_000

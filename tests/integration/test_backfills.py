@@ -4,9 +4,14 @@ idempotency, retry of failed items, cancel, and bad input named before anything 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -235,3 +240,53 @@ def test_flower_shows_the_worker_and_a_backfill_task_only_with_credentials(
     }
     # Arguments are references (a job id), never log payloads.
     assert all(len(str(t["args"])) < 64 for t in tasks)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Receiver.received.append((dict(self.headers), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_a_new_finding_is_sent_to_the_webhook_once_and_signed(fresh_stack: ServiceStack) -> None:
+    Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fresh_stack.env["NOTIFY_WEBHOOK_URL"] = f"http://127.0.0.1:{server.server_port}/hook"
+        fresh_stack.env["NOTIFY_WEBHOOK_SECRET"] = "shh"
+        fresh_stack.start_worker()
+        fresh_stack.start_api()
+        fresh_stack.wait_ready()
+        first = wait_done(
+            fresh_stack, submit(fresh_stack, backfill_body(namespaces=["shop"]))["backfill_id"]
+        )
+        assert first["totals"]["succeeded"] == 2
+        listed = fresh_stack.http.get(f"{fresh_stack.api_url}/v1/findings").json()
+        causes = {f["fingerprint"] for f in listed}
+        assert causes, first["items"]
+        deadline = time.monotonic() + 10
+        while len(Receiver.received) < len(causes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        again = submit(fresh_stack, backfill_body(namespaces=["shop"]))  # same problems again
+        wait_done(fresh_stack, again["backfill_id"])
+        time.sleep(1)
+    finally:
+        server.shutdown()
+    # Once per new finding: the second backfill saw the same problems and sent nothing.
+    sent = [json.loads(body)["finding"]["fingerprint"] for _, body in Receiver.received]
+    assert sorted(sent) == sorted(causes), sent
+    for headers, body in Receiver.received:
+        expected = "sha256=" + hmac.new(b"shh", body, hashlib.sha256).hexdigest()
+        assert headers["X-Log-Analyzer-Signature"] == expected
+        event = json.loads(body)
+        assert event["event"] == "new_finding" and event["finding"]["namespace"] == "shop"
+    deliveries = [json.loads(d) for d in fresh_stack.redis.lrange("la:webhook:deliveries", 0, -1)]
+    assert [d["outcome"] for d in deliveries] == ["delivered"] * len(causes)

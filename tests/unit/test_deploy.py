@@ -61,7 +61,10 @@ NON_SETTINGS_ENV = {
     "OTEL_SERVICE_NAME",  # OTel SDK resource detector
 }
 # Settings that only some app containers get (least privilege): name -> components.
-RESTRICTED_SETTINGS = {"API_KEYS": {"api"}}
+RESTRICTED_SETTINGS = {
+    "API_KEYS": {"api"},
+    "NOTIFY_WEBHOOK_SECRET": {"worker", "worker-backfill"},  # the workers send the webhook
+}
 IMAGE_NAME = "log-analyzer"
 
 Obj = dict[str, Any]

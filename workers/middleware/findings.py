@@ -1,5 +1,6 @@
 """After a job succeeds, its probable causes become sightings of findings with a stable
-identity (namespace, template fingerprint): `shared.findings_store`."""
+identity (namespace, template fingerprint): `shared.findings_store`; a finding seen for the
+first time is sent to NOTIFY_WEBHOOK_URL, if set (`workers.notify`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from redis.exceptions import RedisError
 
 from shared.findings_store import record_sightings
 from shared.schemas import JobStatus
+from workers import context
+from workers.notify import deliver
 from workers.runner import StageRun
 
 logger = logging.getLogger(__name__)
@@ -28,5 +31,17 @@ def record_findings(run: StageRun, call_next: Callable[[], None]) -> None:
     except (RedisError, RuntimeError) as exc:  # the job's own result is already safe
         logger.warning("findings not recorded", extra={"error": str(exc)})
         return
-    if new:
-        logger.info("new findings", extra={"new_findings": new})
+    if not new:
+        return
+    logger.info("new findings", extra={"new_findings": len(new)})
+    settings = run.settings
+    if settings.notify_webhook_url:
+        delivered = deliver(
+            context.http_client(),
+            run.store.redis,
+            settings.notify_webhook_url,
+            settings.notify_webhook_secret,
+            new,
+            run.job_id,
+        )
+        logger.info("webhook notified", extra={"delivered": delivered, "new_findings": len(new)})
