@@ -187,11 +187,11 @@ async def view_backfill(state: AppState, record: dict[str, str], backfill_id: st
     stored = json.loads(record["items"])
     async with state.redis.pipeline(transaction=False) as pipe:
         for item in stored:
-            pipe.hmget(redis_keys.job(item["job_id"]), ["status", "summary"])
+            pipe.hmget(redis_keys.job(item["job_id"]), ["status", "summary", "finished_at"])
         rows = await pipe.execute()
     items: list[BackfillItem] = []
     totals = Totals()
-    for item, (status, summary) in zip(stored, rows, strict=True):
+    for item, (status, summary, finished_at) in zip(stored, rows, strict=True):
         # An expired job record counts as failed: its result is gone, retry reruns it.
         state_ = JobStatus(_text(status)) if status else JobStatus.FAILED
         facts = json.loads(summary) if summary else {}
@@ -203,6 +203,7 @@ async def view_backfill(state: AppState, record: dict[str, str], backfill_id: st
                 job_id=item["job_id"],
                 status=state_,
                 reused=item["reused"],
+                finished_at=datetime.fromisoformat(_text(finished_at)) if finished_at else None,
                 **facts,
             )
         )
@@ -255,6 +256,13 @@ async def retry_failed(
     await state.redis.hset(redis_keys.backfill(backfill_id), "items", json.dumps(stored))
     await _enqueue(state, backfill_id, fresh)
     return len(fresh)
+
+
+def ended_in_order(view: BackfillView) -> list[BackfillItem]:
+    """The items that ended, in the order they ended (ties by job id): event `n` of a
+    backfill's stream is the n-th of them, so a client resumes with Last-Event-ID."""
+    ended = [i for i in view.items if i.status.terminal]
+    return sorted(ended, key=lambda i: (i.finished_at or view.created_at, i.job_id))
 
 
 def _text(value: bytes | str) -> str:

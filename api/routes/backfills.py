@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.audit import audit
 from api.auth import PrincipalDep
 from api.backfills import (
     cancel_backfill,
     create_backfill,
+    ended_in_order,
     load_record,
     retry_failed,
     view_backfill,
 )
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
+from api.routes.jobs import parse_last_event_id
 from shared.errors import ForbiddenError
 from shared.findings_store import known_namespaces, list_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
 
 router = APIRouter(tags=["backfills"], responses=ERROR_RESPONSES)
+BACKFILL_POLL_S = 1.0  # items end seconds apart; their job records are the source of truth
 
 
 @router.post("/v1/backfills", status_code=202, response_model=BackfillAccepted)
@@ -47,6 +54,49 @@ async def get_backfill(backfill_id: str, state: StateDep, principal: PrincipalDe
     """Totals, per-item status and the roll-up (namespaces by new findings, then errors)."""
     record = await load_record(state, principal, backfill_id)
     return await view_backfill(state, record, backfill_id)
+
+
+@router.get(
+    "/v1/backfills/{backfill_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "`item` (id n: the n-th item to end), `progress` (totals), `done`.",
+            "content": {"text/event-stream": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def backfill_events(
+    backfill_id: str,
+    state: StateDep,
+    principal: PrincipalDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: each item as it ends, progress totals, then `done`; resumable."""
+    after = parse_last_event_id(last_event_id)
+    record = await load_record(state, principal, backfill_id)
+
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        sent = after
+        last_totals = None
+        while True:
+            view = await view_backfill(state, record, backfill_id)
+            ended = ended_in_order(view)
+            for n, item in enumerate(ended[sent:], start=sent + 1):
+                yield ServerSentEvent(data=item.model_dump_json(), event="item", id=str(n))
+            sent = max(sent, len(ended))
+            totals = view.totals.model_dump()
+            if totals != last_totals:
+                progress = {"done": len(ended), "total": len(view.items), "totals": totals}
+                yield ServerSentEvent(data=json.dumps(progress), event="progress")
+                last_totals = totals
+            if view.done:
+                done = {"backfill_id": backfill_id, "totals": totals}
+                yield ServerSentEvent(data=json.dumps(done), event="done", id=str(sent + 1))
+                return
+            await asyncio.sleep(BACKFILL_POLL_S)
+
+    return EventSourceResponse(frames(), ping=int(state.settings.sse_ping_s))
 
 
 @router.delete("/v1/backfills/{backfill_id}", status_code=202, response_model=BackfillView)

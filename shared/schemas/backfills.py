@@ -101,6 +101,7 @@ class BackfillItem(BaseModel):
     job_id: str
     status: JobStatus
     reused: bool = False  # served by an earlier job with the same normalized request
+    finished_at: datetime | None = None
     error_lines: int | None = None
     warning_lines: int | None = None
     new_findings: int | None = None

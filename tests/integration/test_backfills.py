@@ -290,3 +290,30 @@ def test_a_new_finding_is_sent_to_the_webhook_once_and_signed(fresh_stack: Servi
         assert event["event"] == "new_finding" and event["finding"]["namespace"] == "shop"
     deliveries = [json.loads(d) for d in fresh_stack.redis.lrange("la:webhook:deliveries", 0, -1)]
     assert [d["outcome"] for d in deliveries] == ["delivered"] * len(causes)
+
+
+def read_stream(stack: ServiceStack, url: str, last_event_id: int | None = None) -> list[Any]:
+    from tests.support.sse import iter_sse
+
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    with httpx.Client(timeout=httpx.Timeout(10, read=60)) as client:
+        with client.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 200
+            return [e for e in iter_sse(response) if e.event in ("item", "progress", "done")]
+
+
+def test_the_backfill_stream_sends_each_item_once_and_resumes(stack: ServiceStack) -> None:
+    accepted = submit(stack, backfill_body())
+    url = f"{stack.api_url}/v1/backfills/{accepted['backfill_id']}/events"
+    events = read_stream(stack, url)
+    items = [e for e in events if e.event == "item"]
+    assert [int(e.id) for e in items] == [1, 2, 3, 4]
+    assert len({e.json["job_id"] for e in items}) == 4
+    assert events[-1].event == "done" and events[-1].json["totals"]["succeeded"] == 4
+    progress = [e.json for e in events if e.event == "progress"]
+    assert progress[-1] == {"done": 4, "total": 4, "totals": events[-1].json["totals"]}
+    resumed = read_stream(stack, url, last_event_id=2)
+    assert [int(e.id) for e in resumed if e.event == "item"] == [3, 4]
+    assert [e.json["job_id"] for e in resumed if e.event == "item"] == [
+        e.json["job_id"] for e in items[2:]
+    ]

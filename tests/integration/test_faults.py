@@ -308,3 +308,36 @@ def test_redis_down_at_start_up_answers_503_fast_then_recovers(
         assert stack.job(job_id)["status"] == "succeeded", stack.logs()
     finally:
         later.stop()
+
+
+def test_kill9_of_the_worker_mid_backfill_loses_no_item(fault_stack: ServiceStack) -> None:
+    stack = fault_stack
+    stack.start_api()
+    worker = stack.start_worker(concurrency=1, VISIBILITY_TIMEOUT_S="300")
+    stack.wait_ready()
+    body = {
+        "namespaces": ["shop"],
+        "time_range": {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"},
+        "window": "5m",
+        "question": "kill test",
+    }
+    accepted = stack.http.post(f"{stack.api_url}/v1/backfills", json=body).json()
+    url = f"{stack.api_url}/v1/backfills/{accepted['backfill_id']}"
+
+    def some_ended() -> bool:
+        totals = stack.http.get(url).json()["totals"]
+        return bool(totals["succeeded"] >= 3)
+
+    wait_until(some_ended, 60, "no backfill item ended before the kill", interval=0.01)
+    for _ in range(3):  # three kills at different points of the backfill
+        for child in worker.children():
+            os.kill(child, signal.SIGKILL)
+        time.sleep(1.0)
+
+    def finished() -> dict[str, Any] | None:
+        view = stack.http.get(url).json()
+        return view if view["done"] else None
+
+    view = wait_until(finished, 120, "the backfill did not finish after the kills")
+    assert view["totals"]["succeeded"] == 12, (view["totals"], stack.logs())
+    assert len({i["job_id"] for i in view["items"]}) == 12
