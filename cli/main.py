@@ -188,6 +188,51 @@ def findings(
         console.print(findings_table(found))
 
 
+jobs_app = typer.Typer(help="Your jobs on a running service.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    api_url: Annotated[str, API_URL_OPTION] = "http://127.0.0.1:8000",
+) -> None:
+    """Your latest jobs, newest first."""
+    from cli.operators import ApiProblem, call, fail, jobs_table
+
+    try:
+        jobs = call("GET", f"{api_url.rstrip('/')}/v1/jobs", os.environ.get("LOG_ANALYZER_API_KEY"))
+    except ApiProblem as exc:
+        raise fail(exc) from exc
+    assert isinstance(jobs, list)
+    if as_json:
+        console.print_json(data=jobs)
+    else:
+        console.print(jobs_table(jobs))
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole job as JSON")] = False,
+    api_url: Annotated[str, API_URL_OPTION] = "http://127.0.0.1:8000",
+) -> None:
+    """One job: status, findings and answer (or all of it as JSON)."""
+    from cli.operators import ApiProblem, call, fail, show_job
+
+    try:
+        view = call(
+            "GET", f"{api_url.rstrip('/')}/v1/jobs/{job_id}", os.environ.get("LOG_ANALYZER_API_KEY")
+        )
+    except ApiProblem as exc:
+        raise fail(exc) from exc
+    assert isinstance(view, dict)
+    if as_json:
+        console.print_json(data=view)
+    else:
+        show_job(view)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[

@@ -150,6 +150,47 @@ def findings_table(found: list[dict[str, Any]]) -> Table:
     return table
 
 
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="your latest jobs")
+    for column in ("job", "submitted", "status", "namespace", "window", "TTFT", "probable cause"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        window = job["time_range"]
+        table.add_row(
+            job["job_id"],
+            job["created_at"][:19],
+            job["status"],
+            job["namespace"],
+            f"{window['start'][:16]} → {window['end'][11:16]}",
+            f"{job['ttft_s']:.2f} s" if job.get("ttft_s") else "-",
+            escape((job.get("cause") or "-")[:100]),
+        )
+    return table
+
+
+def show_job(view: dict[str, Any]) -> None:
+    """A job as a person reads it: status, findings, then the answer."""
+    request = view["request"]
+    namespace = escape(request["filters"]["namespace"])
+    window = request["time_range"]
+    console.print(
+        f"job [bold]{view['job_id']}[/] {view['status']}: {namespace} "
+        f"{window['start']} → {window['end']}"
+    )
+    result = view.get("result") or {}
+    findings = result.get("findings") or {}
+    if findings:
+        console.rule("findings")
+        console.print(findings.get("summary", ""), markup=False)
+    if result.get("analysis"):
+        console.rule("answer")
+        console.print(result["analysis"], markup=False)
+    if view.get("error"):
+        console.print(
+            f"[red]{escape(view['error']['code'])}: {escape(view['error']['message'])}[/]"
+        )
+
+
 def fail(problem: ApiProblem) -> typer.Exit:
     console.print(f"[red]{escape(str(problem))}[/]", soft_wrap=True)
     return typer.Exit(2)

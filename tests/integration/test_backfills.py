@@ -193,6 +193,14 @@ def test_the_cli_runs_a_backfill_and_lists_findings(stack: ServiceStack) -> None
     listed = runner.invoke(app, ["findings", "--json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert listed.output.lstrip().startswith("[")
+    job_id = stack.submit()
+    stack.wait_terminal(job_id)
+    jobs = runner.invoke(app, ["jobs", "list"], env=env)
+    assert jobs.exit_code == 0 and job_id in jobs.output, jobs.output
+    shown = runner.invoke(app, ["jobs", "show", job_id], env=env)
+    assert shown.exit_code == 0 and "findings" in shown.output and "succeeded" in shown.output
+    missing = runner.invoke(app, ["jobs", "show", "no-such-job"], env=env)
+    assert missing.exit_code == 2 and "404" in missing.output
 
 
 def test_the_cli_says_what_is_wrong_when_the_api_is_away(stack: ServiceStack) -> None:
