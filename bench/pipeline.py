@@ -347,7 +347,7 @@ class Follower:
             body = json.loads(data)
             info = self.stages.setdefault(body["data"]["stage"], {})
             info[body["data"]["state"]] = float(body["ts"])
-            if "duration_ms" in body["data"]:
+            if body["data"].get("duration_ms") is not None:  # `started` carries null
                 info["duration_ms"] = float(body["data"]["duration_ms"])
         elif event == "error":
             self.errors += 1
