@@ -61,6 +61,7 @@ async def submit_job(state: AppState, request: AnalysisRequest, principal: Princ
         await _create_and_enqueue(state, job_id, request, carrier.get("traceparent", ""), principal)
         with contextlib.suppress(RedisError, OSError):
             await record_submission(state.redis, state.settings, principal.id, job_id)
+        logger.info("job queued", extra={"principal": principal.id})
         await audit(state.redis, principal, "submit", "accepted", namespace=namespace,
                     job_id=job_id)  # fmt: skip
     return job_id
