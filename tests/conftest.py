@@ -123,6 +123,15 @@ def stack(
 
 
 @pytest.fixture
+def running_stack(fresh_stack: ServiceStack) -> ServiceStack:
+    """A stack of the test's own with a worker (both queues) and the API, ready."""
+    fresh_stack.start_worker()
+    fresh_stack.start_api()
+    fresh_stack.wait_ready()
+    return fresh_stack
+
+
+@pytest.fixture
 def fresh_stack(
     llama: LlamaStub,
     llama_server: tuple[LlamaStub, ThreadedServer],

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,11 +29,8 @@ RANGE = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
 
 
 @pytest.fixture
-def stack(fresh_stack: ServiceStack) -> Iterator[ServiceStack]:
-    fresh_stack.start_worker()
-    fresh_stack.start_api()
-    fresh_stack.wait_ready()
-    yield fresh_stack
+def stack(running_stack: ServiceStack) -> ServiceStack:
+    return running_stack
 
 
 def backfill_body(**overrides: Any) -> dict[str, Any]:

@@ -45,11 +45,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def stack(fresh_stack: ServiceStack) -> Iterator[ServiceStack]:
-    fresh_stack.start_worker()
-    fresh_stack.start_api()
-    fresh_stack.wait_ready()
-    yield fresh_stack
+def stack(running_stack: ServiceStack) -> ServiceStack:
+    return running_stack
 
 
 @pytest.fixture
