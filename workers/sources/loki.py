@@ -127,16 +127,9 @@ def fetch_range(
             "limit": str(limit),
             "direction": "forward",
         }
-        try:
-            payload = retry.call(
-                partial(_get_json, client, url, params, timeout_s, retry.cap_s, headers),
-                retry_if=_retryable,
-                what="Loki query_range",
-                sleep=sleep,
-            )
-        except _LokiRetryable as exc:
-            attempts = retry.attempts + 1
-            raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
+        payload = _get_with_retries(
+            client, url, params, timeout_s, headers, retry, sleep, "Loki query_range"
+        )
         page = _parse_streams(payload)
         result.pages += 1
         result.seen += len(page)
@@ -246,6 +239,29 @@ def _get_json(
     raise _LokiRetryable(problem, retry_after)
 
 
+def _get_with_retries(
+    client: httpx.Client,
+    url: str,
+    params: dict[str, str],
+    timeout_s: float,
+    headers: Mapping[str, str] | None,
+    retry: RetryPolicy,
+    sleep: Callable[[float], None],
+    what: str,
+) -> Any:
+    """`_get_json` under the retry policy; LokiError once the retries are spent."""
+    try:
+        return retry.call(
+            partial(_get_json, client, url, params, timeout_s, retry.cap_s, headers),
+            retry_if=_retryable,
+            what=what,
+            sleep=sleep,
+        )
+    except _LokiRetryable as exc:
+        attempts = retry.attempts + 1
+        raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
+
+
 def count_buckets(
     client: httpx.Client,
     base_url: str,
@@ -278,16 +294,9 @@ def count_buckets(
         "step": f"{step_ms}ms",
     }
     url = base_url.rstrip("/") + QUERY_RANGE_PATH
-    try:
-        payload = retry.call(
-            partial(_get_json, client, url, params, timeout_s, retry.cap_s, headers),
-            retry_if=_retryable,
-            what="Loki count query",
-            sleep=sleep,
-        )
-    except _LokiRetryable as exc:
-        attempts = retry.attempts + 1
-        raise LokiError(f"Loki failed after {attempts} attempts; last error: {exc}") from None
+    payload = _get_with_retries(
+        client, url, params, timeout_s, headers, retry, sleep, "Loki count query"
+    )
     counts = [0] * buckets
     try:
         if payload["status"] != "success" or payload["data"]["resultType"] != "matrix":
