@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.support.secrets_corpus import JWT, KEEP, ORDINARY, PEM, SECRETS
@@ -88,31 +86,22 @@ def test_redaction_of_the_corpus_is_idempotent(line: str) -> None:
     assert redact(once) == (once, 0)
 
 
-def _missed(line: str, secret: str, kind: str) -> Any:
-    return pytest.param(
-        line,
-        secret,
-        kind,
-        marks=pytest.mark.xfail(strict=True, reason=f"issue 20.11: {kind} secret missed"),
-    )
-
-
 @pytest.mark.parametrize(
     ("line", "secret", "kind"),
     [
-        _missed(
+        (
             "open db: Error 1045: app:G0dsnS3cret@tcp(mysql.prod:3306)/shop?parseTime=true",
             "G0dsnS3cret",
             "credentials",
         ),
-        _missed("Set-Cookie: sessionid=q8x2kd93jslq0v1z; HttpOnly", "q8x2kd93jslq0v1z", "secret"),
-        _missed(
+        ("Set-Cookie: sessionid=q8x2kd93jslq0v1z; HttpOnly", "q8x2kd93jslq0v1z", "secret"),
+        (
             "vault login with hvs.CAESIPx0aVr4m2bQ9tY7kLzW1nHfE3jGsD6u token",
             "hvs.CAESIP",
             "vault_token",
         ),
-        _missed('{"user": "app", "pass": "hunter2", "db": "shop"}', "hunter2", "secret"),
-        _missed("Authorization: ApiKey QWxhZGRpbjpvcGVuIHNlc2FtZQ", "QWxhZGRpbjpvcGVu", "token"),
+        ('{"user": "app", "pass": "hunter2", "db": "shop"}', "hunter2", "secret"),
+        ("Authorization: ApiKey QWxhZGRpbjpvcGVuIHNlc2FtZQ", "QWxhZGRpbjpvcGVu", "token"),
     ],
     ids=["go_dsn", "sessionid", "vault_hvs", "json_pass", "authorization_apikey"],
 )
@@ -123,30 +112,21 @@ def test_formerly_missed_secret_is_redacted(line: str, secret: str, kind: str) -
     assert f"<redacted:{kind}>" in text
 
 
-def _mangled(line: str, what: str) -> Any:
-    return pytest.param(
-        line,
-        marks=pytest.mark.xfail(strict=True, reason=f"issue 20.11: {what} redacted"),
-        id=what,
-    )
-
-
 @pytest.mark.parametrize(
     "line",
     [
-        _mangled("node rabbit@rabbitmq-0.rabbitmq.default.svc.cluster.local down", "erlang_node"),
-        _mangled("Cloning from git@github.com:org/payments.git failed: timeout", "git_ssh_remote"),
-        _mangled(
+        "node rabbit@rabbitmq-0.rabbitmq.default.svc.cluster.local down",
+        "Cloning from git@github.com:org/payments.git failed: timeout",
+        (
             "GET /v1/orders/3f2a9c1e-7b4d-4e8a-9c6f-2d5e8a1b3c7f"
-            "/items/Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56 404",
-            "url_path_ids",
+            "/items/Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56 404"
         ),
-        _mangled(
+        (
             "com.apple.ical.sync.x-coredata://DB05755C-483D-44B7-B93B-ED06E57FF420"
-            "/CalDAVPrincipal/p11: scheduler_evaluate_activity told me to run this job",
-            "uuid_path",
+            "/CalDAVPrincipal/p11: scheduler_evaluate_activity told me to run this job"
         ),
     ],
+    ids=["erlang_node", "git_ssh_remote", "url_path_ids", "uuid_path"],
 )
 def test_look_alike_is_not_redacted(line: str) -> None:
     assert redact(line) == (line, 0)

@@ -1,12 +1,14 @@
 """Secret and PII redaction for log messages, run before template mining.
 
-A value is redacted for what it is (known token formats, URL credentials, private keys,
-e-mail addresses, long high-entropy strings) or for the field that holds it when the field's
-name says secret (`password`, `secret`, `token`, `api_key`, `authorization`, …). A field
-merely called `key` or `*_key` (`key=DATABASE_URL`, `cache_key=user:42`, `object_key=a/b.pdf`)
-is redacted only when its value looks random. Each secret becomes a fixed placeholder such
-as `<redacted:jwt>`; placeholders hold no digits, so the template miner sees them as
-constants and never splits a template on them.
+A value is redacted for what it is: a documented token format (the rules in
+`redaction_rules.py`, each with its provider's documentation), credentials in a URL or a
+Go DSN, a private key, an e-mail address, or a long generated-looking string standing alone;
+or for the field that holds it when the field's name says secret (`password`, `token`,
+`sessionid`, …). A field merely called `key` or `*_key` (`key=DATABASE_URL`,
+`cache_key=user:42`) is redacted only when its value looks random. Ids with a known shape
+(UUIDs, hex digests, path segments) are not secrets, and `rabbit@host` or `git@host` are not
+e-mail addresses. Each secret becomes a fixed placeholder such as `<redacted:jwt>`;
+placeholders hold no digits, so the template miner sees them as constants.
 """
 
 from __future__ import annotations
@@ -15,51 +17,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
-_Replacement = str | Callable[[re.Match[str]], str]
+from workers.evidence.redaction_rules import RULES, Rule
 
-# A field names a secret when its name ends in one of these (case-insensitive): secret words,
-# and the `*key` names that hold credentials. Lookbehinds after a possessive `[\w.-]++` keep
-# the scan linear.
-_SECRET_KEY_END = (
-    r"(?:(?<=token)|(?<=secret)|(?<=password)|(?<=passwd)|(?<=pwd)"
-    r"|(?<=apikey)|(?<=api_key)|(?<=api-key)|(?<=accesskey)|(?<=access_key)"
-    r"|(?<=secretkey)|(?<=secret_key)|(?<=privatekey)|(?<=private_key)|(?<=signing_key)"
-    r"|(?<=encryption_key)|(?<=master_key)|(?<=session_key)|(?<=client_key))"
-)
-# Only these keys are trusted without `=` or quotes (`password: x`); `token: expired` stays.
-_STRONG_KEY_END = (
-    r"(?:(?<=password)|(?<=passwd)|(?<=pwd)|(?<=apikey)|(?<=api_key)|(?<=api-key)"
-    r"|(?<=secretkey)|(?<=secret_key)|(?<=client_secret))"
-)
-_KEY_VALUE = re.compile(
-    r"(?i)(?<![\w.-])(?P<lead>"
-    + r"""(?P<q>["'])[\w.-]++"""  # JSON or dict: "password": "x"
-    + _SECRET_KEY_END
-    + r"(?P=q)\s*:\s*"
-    + r"|[\w.-]++"  # logfmt, URL query, ini: password=x
-    + _SECRET_KEY_END
-    + r"\s*=\s*"
-    + r"|[\w.-]++"  # YAML-ish: password: x
-    + _STRONG_KEY_END
-    + r":\s*"
-    + r")(?!<redacted)"
-    + r"""(?:(?P<vq>["'])(?:\\.|(?!(?P=vq)).)*+(?P=vq)|[^\s&,;"'}\]]++)"""
-)
-
-
-def _keep_key(match: re.Match[str]) -> str:
-    quote = match.group("vq") or ""
-    return f"{match.group('lead')}{quote}<redacted:secret>{quote}"
-
-
-# Fields called `key` or `*_key` that are not secret by name: `key=DATABASE_URL` names a
-# config key, `cache_key=user:42:profile` a cache entry. Their value goes only if it looks
-# random (see `looks_random`).
-_ANY_KEY_VALUE = re.compile(
-    r"""(?i)(?<![\w.-])(?P<lead>(?P<q>["']?)[\w.-]*+(?<=key)(?P=q)\s*[:=]\s*)(?!<redacted)"""
-    r"""(?:(?P<vq>["'])(?P<qv>[^"'\s]*)(?P=vq)|(?P<v>[^\s&,;"'}\]]++))"""
-)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9+/=_-]+")
 
@@ -87,142 +48,160 @@ def looks_random(value: str, *, min_length: int = 12, min_entropy: float = 3.0) 
     return _entropy(value) >= min_entropy
 
 
-def _random_key_value(match: re.Match[str]) -> str:
-    quote = match.group("vq") or ""
-    value = match.group("qv") if quote else match.group("v")
-    if not looks_random(value):
-        return match.group(0)
-    return f"{match.group('lead')}{quote}<redacted:secret>{quote}"
+# A path segment that names or numbers something: `v1`, `orders`, `8080`, a UUID, a digest.
+_PATH_WORD = re.compile(r"[a-z]+\d*|\d+|[0-9a-f]{8,}|[0-9A-F]{8,}|" + _UUID.pattern)
+# Word separators of identifiers (`DFSClient_NONMAPREDUCE_1537864556_1`, `Win7-SRV08R2`).
+_SEPARATORS = re.compile(r"[-_]")
 
 
-# Long strings of mixed case and digits anywhere (an API key with no label).
-_HIGH_ENTROPY = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{32,}={0,2}(?![\w+/=-])")
+# A digest names its algorithm (`sha512-…` in Subresource Integrity, `sha256:…`); a value
+# after one of these labels is a digest or an id, whatever its entropy.
+_DIGEST_PREFIX = re.compile(r"(?i)(?:sha\d*|md5)[-:=]")
+_ID_LABEL = re.compile(
+    r"(?i)(?:hash|digest|checksum|etag|integrity|fingerprint|nonce|salt|trace|span"
+    r"|request[-_]?id|id-2|correlation[-_]?id)\W{0,3}$"
+)
 
 
-def _high_entropy(match: re.Match[str]) -> str:
-    value = match.group(0)
+def looks_like_standalone_secret(value: str, before: str = "") -> bool:
+    """A long generated string with no label: an API key, not a path or an identifier.
+
+    A digest (it names its algorithm, or `before`, the text in front of it, calls it a hash,
+    an etag, a request id, ...) is not a secret. A path (it starts or ends with `/`, or a
+    segment is a word, a number or an id) is judged by what its parts are, and ids are not
+    secrets. An identifier made of short parts joined
+    by `-` or `_` is a name. What is left must mix upper case, lower case and digits at
+    random, as generated keys do.
+    """
+    if _DIGEST_PREFIX.match(value) or _ID_LABEL.search(before):
+        return False
+    if "/" in value:
+        if value.startswith("/") or value.endswith("/") or "//" in value:
+            return False
+        if any(_PATH_WORD.fullmatch(part) for part in value.split("/")):
+            return False
+    if max(len(part) for part in _SEPARATORS.split(value)) < 20:
+        return False
     classes = (
         any(c.islower() for c in value)
         + any(c.isupper() for c in value)
         + any(c.isdigit() for c in value)
     )
-    if classes < 3 or not looks_random(value, min_length=32, min_entropy=4.0):
-        return value
-    return "<redacted:high_entropy>"
+    return classes == 3 and looks_random(value, min_length=32, min_entropy=4.0)
 
 
-# (triggers, pattern, replacement). A rule runs only when one of its lower-case trigger
-# strings occurs in the lower-cased text, so lines with no candidate cost a few `in` checks.
-_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Replacement], ...] = (
-    (
-        ("-----begin",),
-        re.compile(
-            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-            r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|[\s\S]*)"
-        ),
-        "<redacted:private_key>",
-    ),
-    (
-        ("hooks.slack",),
-        re.compile(r"https?://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]+"),
-        "<redacted:slack_webhook>",
-    ),
-    (
-        ("://",),
-        re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/:@]*:[^\s/@]*@"),
-        r"\g<scheme><redacted:credentials>@",
-    ),
-    (
-        ("bearer",),
-        re.compile(r"(?i)\b(?P<kind>bearer)\s+[A-Za-z0-9._~+/-]+=*"),
-        r"\g<kind> <redacted:token>",
-    ),
-    (
-        ("authorization",),
-        re.compile(
-            r"(?i)(?P<lead>authorization\s*[:=]\s*(?:basic|token|digest)\s+)(?!<redacted)\S+"
-        ),
-        r"\g<lead><redacted:token>",
-    ),
-    (
-        ("eyj",),
-        re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
-        "<redacted:jwt>",
-    ),
-    (
-        ("akia", "asia"),
-        re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),
-        "<redacted:aws_key_id>",
-    ),
-    (
-        ("ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_"),
-        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_[A-Za-z0-9_]{20,255})\b"),
-        "<redacted:github_token>",
-    ),
-    (
-        ("xox",),
-        re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-        "<redacted:slack_token>",
-    ),
-    (
-        ("sk_live_", "sk_test_", "rk_live_", "npm_", "glpat-", "sg."),
-        re.compile(
-            r"\b(?:[sr]k_(?:live|test)_[A-Za-z0-9]{10,}|npm_[A-Za-z0-9]{30,}"
-            r"|glpat-[A-Za-z0-9_-]{20,}|SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
-        ),
-        "<redacted:api_key>",
-    ),
-    (
-        ("accountkey", "sharedaccesskey", "security-token"),
-        re.compile(
-            r"(?i)(?P<lead>(?:AccountKey|SharedAccessKey)\s*=\s*|x-amz-security-token\s*[:=]\s*)"
-            r"(?!<redacted)[^\s;&\"']+"
-        ),
-        r"\g<lead><redacted:secret>",
-    ),
-    (
-        ("--password", "-u "),
-        re.compile(r"(?P<lead>--password[= ]|\s-u\s+[^\s:]+:)(?!<redacted)[^\s]+"),
-        r"\g<lead><redacted:secret>",
-    ),
-    (("key", "token", "secret", "passw", "pwd"), _KEY_VALUE, _keep_key),
-    (("key",), _ANY_KEY_VALUE, _random_key_value),
-    (
-        ("@",),
-        re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-        "<redacted:email>",
+# Domains that are never a mailbox's (RFC 6761, 6762, 8375, ICANN's `.internal`), and local
+# parts of service accounts and Erlang node names (`git@github.com`, `rabbit@node-1.svc`).
+_PRIVATE_TLDS = frozenset(
+    "local localhost internal localdomain lan home intranet private test invalid arpa".split()
+)
+_SERVICE_USERS = frozenset(
+    "git hg svn rabbit rabbitmq ejabberd emqx couchdb riak vernemq mongooseim".split()
+)
+
+
+def is_email(match: re.Match[str]) -> bool:
+    """An e-mail address, not an Erlang node name, an SSH remote or a name on a private TLD."""
+    local, _, domain = match.group(0).rpartition("@")
+    if local.lower() in _SERVICE_USERS or domain.rpartition(".")[2].lower() in _PRIVATE_TLDS:
+        return False
+    rest = match.string[match.end() : match.end() + 2]
+    # `user@host:path` is an scp/SSH remote, not a mailbox.
+    return not (rest[:1] == ":" and rest[1:2] not in ("", " "))
+
+
+_CHECKS: dict[str, Callable[[str], bool]] = {"random": looks_random}
+
+_EMAIL = Rule(
+    id="email",
+    kind="email",
+    keywords=("@",),
+    pattern=r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+    source="RFC 5322 §3.4.1 (addr-spec), dot-atom local parts only",
+)
+_HIGH_ENTROPY = Rule(
+    id="high-entropy",
+    kind="high_entropy",
+    keywords=(),
+    pattern=r"(?<![\w+/=.@-])[A-Za-z0-9+/_-]{32,}={0,2}(?![\w+/=@-])",
+    source="no provider: a last resort for unlabelled generated keys",
+)
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/_-]{32}").search
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    rule: Rule
+    regex: re.Pattern[str]
+    secret_groups: tuple[str, ...]
+    keep: Callable[[re.Match[str]], bool] | None
+
+
+def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) -> _Compiled:
+    regex = re.compile(rule.pattern)
+    groups = tuple(sorted(g for g in regex.groupindex if g.startswith("secret")))
+    if rule.check:
+        check = _CHECKS[rule.check]
+        group_names = groups
+
+        def keep_unless_checked(match: re.Match[str]) -> bool:
+            value = next((match.group(g) for g in group_names if match.group(g) is not None), "")
+            return not check(value)
+
+        keep = keep_unless_checked
+    return _Compiled(rule, regex, groups, keep)
+
+
+_COMPILED = tuple(_compile(rule) for rule in RULES)
+# Each distinct keyword is looked for once per line; it names the rules it wakes (by index,
+# so they still run in the rule set's order).
+_RULES_BY_KEYWORD: dict[str, frozenset[int]] = {
+    keyword: frozenset(i for i, c in enumerate(_COMPILED) if keyword in c.rule.keywords)
+    for keyword in sorted({k for c in _COMPILED for k in c.rule.keywords})
+}
+_KEYWORDS = tuple(_RULES_BY_KEYWORD)
+_EMAIL_RULE = _compile(_EMAIL, keep=lambda m: not is_email(m))
+_ENTROPY_RULE = _compile(
+    _HIGH_ENTROPY,
+    keep=lambda m: (
+        not looks_like_standalone_secret(m.group(0), m.string[max(0, m.start() - 24) : m.start()])
     ),
 )
 
-_TRIGGERS = tuple(sorted({t for triggers, _, _ in _RULES for t in triggers}))
-_LONG_RUN = re.compile(r"[A-Za-z0-9+/_-]{32}").search
+
+def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
+    count = 0
+    placeholder = f"<redacted:{compiled.rule.kind}>"
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        if compiled.keep is not None and compiled.keep(match):
+            return match.group(0)
+        count += 1
+        for group in compiled.secret_groups:
+            start, end = match.span(group)
+            if start != -1:
+                whole = match.group(0)
+                offset = match.start()
+                return whole[: start - offset] + placeholder + whole[end - offset :]
+        return placeholder
+
+    return compiled.regex.sub(replace, text), count
 
 
 def redact(text: str) -> tuple[str, int]:
     """Replace secrets and e-mail addresses in `text`; return the text and the count."""
     lowered = text.lower()
-    long_run = _LONG_RUN(text) is not None
-    for trigger in _TRIGGERS:
-        if trigger in lowered:
-            break
-    else:
-        if not long_run:
-            return text, 0
     total = 0
-    for triggers, pattern, replacement in _RULES:
-        for trigger in triggers:
-            if trigger in lowered:
-                redacted = pattern.sub(replacement, text)
-                total += _count_placeholders(redacted) - _count_placeholders(text)
-                text = redacted
-                break
-    if long_run:
-        redacted = _HIGH_ENTROPY.sub(_high_entropy, text)
-        total += _count_placeholders(redacted) - _count_placeholders(text)
-        text = redacted
+    woken = [_RULES_BY_KEYWORD[k] for k in _KEYWORDS if k in lowered]
+    if woken:
+        for index in sorted(frozenset().union(*woken)):
+            text, found = _apply(_COMPILED[index], text)
+            total += found
+    if "@" in text:
+        text, found = _apply(_EMAIL_RULE, text)
+        total += found
+    if _LONG_RUN(text) is not None:
+        text, found = _apply(_ENTROPY_RULE, text)
+        total += found
     return text, total
-
-
-def _count_placeholders(text: str) -> int:
-    # Replacement functions may keep a match as it is: count what was really replaced.
-    return text.count("<redacted:")
