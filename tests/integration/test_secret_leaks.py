@@ -65,6 +65,12 @@ FORMERLY_MISSED = [
     ("S3 PutObject denied, X-Amz-Security-Token: FwoGZXIvYXdzEBYaDHqa0AP1", "FwoGZXIvYXdzEBYaDHqa"),
     ("mysql login failed: mysql -u root --password m7sqlCliPass -h db", "m7sqlCliPass"),
     ("curl -u deploy:curlS3cretPass https://artifacts.internal failed", "curlS3cretPass"),
+    # Issue 20.11.
+    ("open db: app:G0dsnS3cretLeak@tcp(mysql.prod:3306)/shop?parseTime=true", "G0dsnS3cretLeak"),
+    ("Set-Cookie: sessionid=q8x2kd93jslq0v1zleak; HttpOnly", "q8x2kd93jslq0v1zleak"),
+    ("vault login hvs.CAESIPx0aVr4m2bQ9tY7kLzW1nHfE3jGsD6uLeak ok", "CAESIPx0aVr4m2bQ9tY7kLzW"),
+    ('{"user": "app", "pass": "passFieldS3cret"}', "passFieldS3cret"),
+    ("Authorization: ApiKey QWxhZGRpbjpvcGVuIHNlc2FtZUxlYWs=", "QWxhZGRpbjpvcGVuIHNlc2FtZ"),
 ]
 KNOWN_MISSED: list[tuple[str, str]] = []
 MARKERS = [f"probe{chr(97 + i // 26)}{chr(97 + i % 26)}" for i in range(200)]

@@ -73,8 +73,6 @@ def looks_like_standalone_secret(value: str, before: str = "") -> bool:
     by `-` or `_` is a name. What is left must mix upper case, lower case and digits at
     random, as generated keys do.
     """
-    if _DIGEST_PREFIX.match(value) or _ID_LABEL.search(before):
-        return False
     if "/" in value:
         if value.startswith("/") or value.endswith("/") or "//" in value:
             return False
@@ -87,7 +85,9 @@ def looks_like_standalone_secret(value: str, before: str = "") -> bool:
         + any(c.isupper() for c in value)
         + any(c.isdigit() for c in value)
     )
-    return classes == 3 and looks_random(value, min_length=32, min_entropy=4.0)
+    if classes < 3 or not looks_random(value, min_length=32, min_entropy=4.0):
+        return False
+    return not (_DIGEST_PREFIX.match(value) or _ID_LABEL.search(before))
 
 
 # Domains that are never a mailbox's (RFC 6761, 6762, 8375, ICANN's `.internal`), and local
@@ -153,13 +153,19 @@ def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) ->
 
 
 _COMPILED = tuple(_compile(rule) for rule in RULES)
-# Each distinct keyword is looked for once per line; it names the rules it wakes (by index,
-# so they still run in the rule set's order).
-_RULES_BY_KEYWORD: dict[str, frozenset[int]] = {
-    keyword: frozenset(i for i, c in enumerate(_COMPILED) if keyword in c.rule.keywords)
-    for keyword in sorted({k for c in _COMPILED for k in c.rule.keywords})
-}
-_KEYWORDS = tuple(_RULES_BY_KEYWORD)
+
+
+def _index(unbroken: bool) -> tuple[tuple[str, frozenset[int]], ...]:
+    # Each distinct keyword is looked for once per line; it names the rules it wakes (by
+    # index, so they still run in the rule set's order).
+    rules = [(i, c.rule) for i, c in enumerate(_COMPILED) if c.rule.unbroken == unbroken]
+    keywords = sorted({k for _, rule in rules for k in rule.keywords})
+    return tuple((k, frozenset(i for i, rule in rules if k in rule.keywords)) for k in keywords)
+
+
+_ANY_LINE_KEYWORDS = _index(unbroken=False)
+_UNBROKEN_KEYWORDS = _index(unbroken=True)
+_UNBROKEN_RUN = re.compile(r"[A-Za-z0-9_-]{16}").search
 _EMAIL_RULE = _compile(_EMAIL, keep=lambda m: not is_email(m))
 _ENTROPY_RULE = _compile(
     _HIGH_ENTROPY,
@@ -193,7 +199,9 @@ def redact(text: str) -> tuple[str, int]:
     """Replace secrets and e-mail addresses in `text`; return the text and the count."""
     lowered = text.lower()
     total = 0
-    woken = [_RULES_BY_KEYWORD[k] for k in _KEYWORDS if k in lowered]
+    woken = [rules for k, rules in _ANY_LINE_KEYWORDS if k in lowered]
+    if _UNBROKEN_RUN(text) is not None:
+        woken += [rules for k, rules in _UNBROKEN_KEYWORDS if k in lowered]
     if woken:
         for index in sorted(frozenset().union(*woken)):
             text, found = _apply(_COMPILED[index], text)
