@@ -615,6 +615,9 @@ def _look_alikes() -> list[tuple[str, str]]:
         "GET /favicon.ico 404",
         "worker-3 picked job 42 from queue=default",
         "user alice@ logged out",
+        '{"test": "login", "pass": true, "fail": 0}',
+        '{"token": null, "error": "unauthenticated"}',
+        'password="" rejected: empty',
     ):
         rows.append(("word", line))
     return rows

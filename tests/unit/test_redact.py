@@ -132,7 +132,6 @@ def test_look_alike_is_not_redacted(line: str) -> None:
     assert redact(line) == (line, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.11: JSON literals under secret names redacted")
 @pytest.mark.parametrize(
     "line",
     ['{"test": "login", "pass": true, "fail": 0}', '{"token": null}', 'password="" user=bob'],

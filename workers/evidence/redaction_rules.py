@@ -48,10 +48,10 @@ _STRONG_NAME_END = (
     r"|(?<=api-key)|(?<=secretkey)|(?<=secret_key)|(?<=client_secret))"
 )
 # A value: quoted (the quotes stay), or up to a separator. Java's `Name{…}` object dumps
-# (`token=Token{a64f992 …}`) are not values.
+# (`token=Token{a64f992 …}`), JSON literals (`"pass": true`) and empty strings hold no secret.
 _VALUE = (
-    r"""(?!<redacted)(?![A-Z]\w*\{)"""
-    r"""(?:(?P<vq>["'])(?!<redacted)(?P<secret>(?:\\.|(?!(?P=vq)).)*+)(?P=vq)"""
+    r"""(?!<redacted)(?![A-Z]\w*\{)(?!(?:true|false|null|none|nil)(?![\w.-]))"""
+    r"""(?:(?P<vq>["'])(?!<redacted)(?P<secret>(?:\\.|(?!(?P=vq)).)++)(?P=vq)"""
     r"""|(?P<secret2>[^\s&,;"'}\]]++))"""
 )
 # A token68 credential (RFC 9110 §11.4); a plain lower-case word (`bearer token expired`,
