@@ -248,7 +248,6 @@ def test_a_long_line_is_folded_with_a_control_to_show_it_whole(
     assert long["template"] not in row.locator("td.template").inner_text()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: a template cut at 1,000 chars has no …")
 def test_a_cut_template_ends_with_an_ellipsis(page: Page, stack: ServiceStack) -> None:
     push_lines(stack, "long", [LONG_LINE])
     result = analysed(page, stack, "long")
