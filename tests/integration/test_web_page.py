@@ -274,7 +274,6 @@ def test_bidi_controls_are_shown_as_visible_escapes(page: Page, stack: ServiceSt
     shot(page, "bidi")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: only one 422 message shows at a time")
 def test_every_422_is_shown_beside_its_field(page: Page) -> None:
     ask(page, namespace="Bad_NS", **{"f-pod": "(", "f-filter": '|~ "(unclosed"'})
     for field, selector in (
