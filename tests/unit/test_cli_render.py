@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from rich.console import Console
 
-from cli import render
+from cli import operators, render
 from cli.client import SseEvent
 from shared.schemas import Entry, JobResult, Level
 from workers.stages.normalize import normalize
@@ -26,11 +27,12 @@ def sse(seq: int, type_: str, data: object) -> SseEvent:
 @pytest.fixture
 def printed(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     out = io.StringIO()
-    monkeypatch.setattr(render, "console", Console(file=out, width=200, highlight=False))
+    console = Console(file=out, width=200, highlight=False)
+    monkeypatch.setattr(render, "console", console)
+    monkeypatch.setattr(operators, "console", console)
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: the CLI prints bidi controls raw")
 def test_bidi_controls_in_log_and_model_text_print_as_escapes(printed: io.StringIO) -> None:
     line = f"ERROR blocked upload of invoice\u202egnp.exe ({BIDI})"
     entry = Entry(
@@ -55,3 +57,30 @@ def test_bidi_controls_in_log_and_model_text_print_as_escapes(printed: io.String
     assert text.count("invoice\\u202Egnp.exe") >= 3, text  # findings, answer, evidence
     for char in BIDI:
         assert f"\\u{ord(char):04X}" in text
+
+
+def test_operator_views_print_bidi_controls_as_escapes(printed: io.StringIO) -> None:
+    text = f"invoice\u202egnp.exe ({BIDI})"
+    window = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
+    operators.show_job(
+        {
+            "job_id": "j1",
+            "status": "succeeded",
+            "request": {"filters": {"namespace": "shop"}, "time_range": window},
+            "result": {"findings": {"summary": text}, "analysis": text},
+        }
+    )
+    job: dict[str, Any] = {"job_id": "j1", "created_at": "2026-11-24T07:00:00Z"}
+    job |= {"status": "succeeded", "namespace": "shop", "time_range": window}
+    job |= {"ttft_s": 0.5, "cause": text}
+    found: dict[str, Any] = {"namespace": "shop", "level": "error", "sightings": 1}
+    found |= {"lines": 1, "first_seen": window["start"], "last_seen": window["end"]}
+    found |= {"template": text}
+    rollup: dict[str, Any] = {"namespace": "shop", "new_findings": 1, "error_lines": 1}
+    rollup |= {"worst_window": None, "causes": [text]}
+    render.console.print(operators.jobs_table([job]))
+    render.console.print(operators.findings_table([found]))
+    render.console.print(operators.rollup_table({"rollup": [rollup]}))
+    out = printed.getvalue()
+    assert not set(BIDI) & set(out), out
+    assert out.count("invoice\\u202Egnp.exe") == 5, out
