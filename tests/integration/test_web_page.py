@@ -218,7 +218,6 @@ def test_log_text_is_shown_as_text_never_run(page: Page, stack: ServiceStack) ->
     assert page.locator("#evidence img, #findings img, #answer img, #evidence script").count() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: a 1 MB line fills the page, no control")
 def test_a_long_line_is_folded_with_a_control_to_show_it_whole(
     page: Page, stack: ServiceStack
 ) -> None:
@@ -259,7 +258,6 @@ def test_a_cut_template_ends_with_an_ellipsis(page: Page, stack: ServiceStack) -
     assert long["template"] in page.locator(f"{selector} td.template").inner_text()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: bidi controls are shown raw")
 def test_bidi_controls_are_shown_as_visible_escapes(page: Page, stack: ServiceStack) -> None:
     stack.llama.config.reply = f"{DEFAULT_REPLY}\n\nT1 blocked invoice\u202egnp.exe ({BIDI})."
     push_lines(stack, "bidi", [BIDI_LINE])
@@ -271,7 +269,6 @@ def test_bidi_controls_are_shown_as_visible_escapes(page: Page, stack: ServiceSt
     answer = page.locator("#answer").inner_text()
     for char in BIDI:
         assert f"\\u{ord(char):04X}" in answer
-    shot(page, "bidi")
 
 
 def test_every_422_is_shown_beside_its_field(page: Page) -> None:
@@ -287,7 +284,6 @@ def test_every_422_is_shown_beside_its_field(page: Page) -> None:
     expect(page.locator("#watch")).to_be_hidden()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.13: a date wraps over several lines")
 def test_first_and_last_seen_dates_stay_on_one_line_each(page: Page, stack: ServiceStack) -> None:
     push_lines(stack, "long", [LONG_LINE, SHORT_LINE])
     result = analysed(page, stack, "long")
