@@ -64,6 +64,13 @@ def page(browser: Browser, stack: ServiceStack) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A blocked inline style or script is reported on the console, not as a page error.
+    opened.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     opened.goto(f"{stack.api_url}/ui/")
     yield opened
     context.close()
