@@ -62,10 +62,12 @@ async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _invalid_field(request: Request, exc: Exception) -> JSONResponse:
-    # The same shape as FastAPI's own 422: `loc` names the field.
+    # The same shape as FastAPI's own 422: `loc` names the field, one entry per problem.
     assert isinstance(exc, InvalidQueryError)
-    loc = [exc.location, *exc.field.split(".")]
-    detail = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
+    detail = [
+        {"loc": [p.location, *p.field.split(".")], "msg": p.message, "type": "value_error"}
+        for p in exc.problems
+    ]
     return JSONResponse({"detail": detail}, status_code=422)
 
 

@@ -16,7 +16,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from cli.client import auth_headers
-from cli.render import console
+from cli.render import console, visible
 from shared.schemas.backfills import parse_duration
 
 POLL_S = 1.0
@@ -127,7 +127,7 @@ def rollup_table(view: dict[str, Any]) -> Table:
             str(row["new_findings"]),
             f"{row['error_lines']:,}",
             (row["worst_window"] or "-")[:16],
-            escape("; ".join(c[:80] for c in row["causes"][:2]) or "-"),
+            escape(visible("; ".join(c[:80] for c in row["causes"][:2])) or "-"),
         )
     return table
 
@@ -145,7 +145,7 @@ def findings_table(found: list[dict[str, Any]]) -> Table:
             f"{f['lines']:,}",
             f["first_seen"][:16],
             f["last_seen"][:16],
-            escape(f["template"][:160]),
+            escape(visible(f["template"][:160])),
         )
     return table
 
@@ -163,7 +163,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
             job["namespace"],
             f"{window['start'][:16]} → {window['end'][11:16]}",
             f"{job['ttft_s']:.2f} s" if job.get("ttft_s") else "-",
-            escape((job.get("cause") or "-")[:100]),
+            escape(visible((job.get("cause") or "-")[:100])),
         )
     return table
 
@@ -181,13 +181,13 @@ def show_job(view: dict[str, Any]) -> None:
     findings = result.get("findings") or {}
     if findings:
         console.rule("findings")
-        console.print(findings.get("summary", ""), markup=False)
+        console.print(visible(findings.get("summary", "")), markup=False)
     if result.get("analysis"):
         console.rule("answer")
-        console.print(result["analysis"], markup=False)
+        console.print(visible(result["analysis"]), markup=False)
     if view.get("error"):
         console.print(
-            f"[red]{escape(view['error']['code'])}: {escape(view['error']['message'])}[/]"
+            f"[red]{escape(view['error']['code'])}: {escape(visible(view['error']['message']))}[/]"
         )
 
 

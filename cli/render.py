@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -23,6 +25,15 @@ from shared.schemas import (
 
 console = Console(highlight=False)
 EVIDENCE_ROWS = 15
+# Bidirectional controls (embeddings, overrides, isolates, marks) reorder what a terminal
+# shows: `invoice\u202egnp.exe` reads as `invoiceexe.png`.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """`text` with each bidirectional control shown as its escape (`\\u202E`), for printing
+    log or model text."""
+    return _BIDI_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04X}", text)
 
 
 def render(sse: SseEvent) -> None:
@@ -31,7 +42,7 @@ def render(sse: SseEvent) -> None:
     if isinstance(data, StageEventData):
         _stage(data)
     elif isinstance(data, TokenData):
-        console.print(data.text, end="", markup=False)
+        console.print(visible(data.text), end="", markup=False)
     elif isinstance(data, RetryData):
         console.print(f"\n[yellow]↻ retry ({data.reason}): the answer restarts[/]", markup=True)
     elif isinstance(data, Findings):
@@ -39,7 +50,7 @@ def render(sse: SseEvent) -> None:
     elif isinstance(data, JobResult):
         _evidence(data)
     elif isinstance(data, JobError):
-        console.print(f"\n[red]✖ {data.code}: {data.message}[/]")
+        console.print(f"\n[red]✖ {data.code}: {escape(visible(data.message))}[/]")
     elif isinstance(data, CancelledData):
         console.print("\n[yellow]cancelled[/]")
     elif isinstance(data, DoneData):
@@ -61,11 +72,11 @@ def _stage(data: StageEventData) -> None:
 
 def _findings(findings: Findings) -> None:
     console.rule("findings (computed from the logs, before the model)")
-    console.print(findings.summary, markup=False)
+    console.print(visible(findings.summary), markup=False)
     for cause in findings.probable_causes[1:]:
+        template = visible(cause.template[:90])
         console.print(
-            f"  alternative {cause.template_id} ({cause.confidence}): {cause.template[:90]}",
-            markup=False,
+            f"  alternative {cause.template_id} ({cause.confidence}): {template}", markup=False
         )
     if findings.timeline:
         table = Table("first seen", "id", "level", "count", "new", "template", show_lines=False)
@@ -77,7 +88,7 @@ def _findings(findings: Findings) -> None:
                 entry.level.value,
                 f"{entry.count:,}",
                 new,
-                entry.template[:80],
+                visible(entry.template[:80]),
             )
         console.print(table)
     if findings.previous_window is not None and not findings.previous_window.available:
@@ -88,7 +99,7 @@ def _evidence(result: JobResult) -> None:
     if result.model_status == "failed" and result.model_error is not None:
         console.print(
             f"\n[yellow]the model's answer is missing ({result.model_error.code}: "
-            f"{escape(result.model_error.message)}); the findings above still stand[/]"
+            f"{escape(visible(result.model_error.message))}); the findings above still stand[/]"
         )
     elif result.model_status == "skipped":
         console.print("[dim](the model was not asked: nothing to explain)[/]")
@@ -107,7 +118,7 @@ def _evidence(result: JobResult) -> None:
             item.level.value,
             str(item.count),
             f"{item.first_seen:%H:%M:%S}",
-            item.template[:100],
+            visible(item.template[:100]),
         )
     console.print(table)
     if result.evidence_omitted:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class LogAnalyzerError(Exception):
     """Raised for any failure the service knows how to report; `code` is machine-readable."""
@@ -16,7 +18,11 @@ class LogAnalyzerError(Exception):
 
 
 class InvalidQueryError(LogAnalyzerError):
-    """Raised when a request field cannot become a safe query; `field` names it (422)."""
+    """Raised when a request field cannot become a safe query; `field` names it (422).
+
+    `problems` holds every invalid field found in one pass, this one first (see `check_all`),
+    so a client can show each message beside its field at once.
+    """
 
     code = "invalid_request"
 
@@ -24,6 +30,20 @@ class InvalidQueryError(LogAnalyzerError):
         super().__init__(message)
         self.field = field
         self.location = location
+        self.problems: tuple[InvalidQueryError, ...] = (self,)
+
+
+def check_all(*checks: Callable[[], object]) -> None:
+    """Run every check; if any raised InvalidQueryError, raise one holding all their problems."""
+    found: list[InvalidQueryError] = []
+    for check in checks:
+        try:
+            check()
+        except InvalidQueryError as exc:
+            found.extend(exc.problems)
+    if found:
+        found[0].problems = tuple(found)
+        raise found[0]
 
 
 class NotFoundError(LogAnalyzerError):

@@ -1,10 +1,16 @@
 // log-analyzer's page: ask, watch a job stream, read its evidence, open past jobs.
 // Every piece of log or model text is set with textContent (never innerHTML): a log line
-// holding <script> or <img onerror> stays text. The API key lives in sessionStorage only.
+// holding <script> or <img onerror> stays text. Bidirectional controls in it are shown as
+// escapes, long lines are folded. The API key lives in sessionStorage only.
 
 const STAGES = ["query_loki", "flatten", "normalize", "call_llm"];
 const KEY_STORE = "log-analyzer.key";
 const $ = (selector) => document.querySelector(selector);
+// Embeddings, overrides, isolates and marks: they reorder what is shown around them
+// (`invoice\u202Egnp.exe` reads as `invoiceexe.png`), so they are shown as escapes instead.
+const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+const FOLD_CHARS = 240; // longer log text is folded to this many characters, with a control
+const FOLD_SUMMARY_CHARS = 480; // the findings' summary, which quotes a template, folds later
 
 const state = {
   jobId: null,
@@ -26,9 +32,69 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const child of children) {
     if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : shown(child));
   }
   return node;
+}
+
+function escapeOf(char) {
+  return `\\u${char.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+// Text as text nodes, each bidirectional control in it as a marked escape (`\u202E`).
+function shown(text) {
+  const out = document.createDocumentFragment();
+  const value = String(text);
+  let last = 0;
+  for (const match of value.matchAll(BIDI_CONTROLS)) {
+    out.append(document.createTextNode(value.slice(last, match.index)));
+    const mark = document.createElement("span");
+    mark.className = "bidi";
+    mark.title = "a bidirectional control character, shown as its escape";
+    mark.textContent = escapeOf(match[0]);
+    out.append(mark);
+    last = match.index + match[0].length;
+  }
+  out.append(document.createTextNode(value.slice(last)));
+  return out;
+}
+
+// The same for a plain string (status lines set with textContent).
+function plain(text) {
+  return String(text).replace(BIDI_CONTROLS, escapeOf);
+}
+
+// Where to fold `text` at `limit`: moved back to a space near it, and so that neither a
+// `<redacted:kind>` marker, a cited id nor a surrogate pair is split.
+function foldAt(text, limit) {
+  let cut = limit;
+  const space = text.lastIndexOf(" ", cut);
+  if (space > cut - 40) cut = space;
+  const open = text.lastIndexOf("<redacted:", cut);
+  if (open >= 0 && text.indexOf(">", open) >= cut) cut = open;
+  const code = text.charCodeAt(cut - 1);
+  if (code >= 0xd800 && code <= 0xdbff) cut -= 1;
+  return cut;
+}
+
+// Long log text folded to its first `limit` characters, with a control to show it whole
+// (and fold it again); `render` turns a piece of text into nodes.
+function foldable(text, render = withRedactions, limit = FOLD_CHARS) {
+  const value = String(text ?? "");
+  if (value.length <= limit) return render(value);
+  const head = value.slice(0, foldAt(value, limit));
+  const label = `show all ${value.length.toLocaleString()} characters`;
+  const body = el("span", { class: "folded" }, render(head), el("span", { class: "more" }, "…"));
+  const button = el("button", { type: "button", class: "unfold", "aria-expanded": "false" }, label);
+  button.addEventListener("click", (event) => {
+    event.stopPropagation(); // a history row opens its job on a click
+    const open = button.getAttribute("aria-expanded") !== "true";
+    body.className = open ? "unfolded" : "folded";
+    body.replaceChildren(...(open ? [render(value)] : [render(head), el("span", { class: "more" }, "…")]));
+    button.setAttribute("aria-expanded", String(open));
+    button.textContent = open ? "fold" : label;
+  });
+  return el("span", { class: "fold" }, body, " ", button);
 }
 
 // Text with `<redacted:kind>` markers shown as such (still text, never markup).
@@ -37,11 +103,11 @@ function withRedactions(text) {
   const marker = /<redacted:[a-z_]+>/g;
   let last = 0;
   for (const match of String(text).matchAll(marker)) {
-    out.append(document.createTextNode(text.slice(last, match.index)));
+    out.append(shown(text.slice(last, match.index)));
     out.append(el("span", { class: "redacted", title: "redacted before it was stored" }, match[0]));
     last = match.index + match[0].length;
   }
-  out.append(document.createTextNode(String(text).slice(last)));
+  out.append(shown(String(text).slice(last)));
   return out;
 }
 
@@ -122,7 +188,8 @@ function showErrors(detail) {
       slot = document.querySelector(`.error[data-for="${CSS.escape(key)}"]`);
     }
     if (!slot) slot = $("#form-error");
-    slot.textContent = problem.msg;
+    // Several problems may name one field: show them all, not the last.
+    slot.textContent = slot.textContent ? `${slot.textContent}; ${problem.msg}` : problem.msg;
     const input = document.querySelector(`[name="${CSS.escape(key)}"]`);
     if (input) input.setAttribute("aria-invalid", "true");
   }
@@ -257,7 +324,7 @@ function handleBlock(block) {
   }
   if (id === null) {
     // An error about the stream itself (not a job event).
-    if (type === "error") $("#answer-note").textContent = `(stream: ${payload.code}: ${payload.message})`;
+    if (type === "error") $("#answer-note").textContent = plain(`(stream: ${payload.code}: ${payload.message})`);
     return;
   }
   if (id <= state.lastSeq) return; // already applied
@@ -285,7 +352,7 @@ function apply(type, data) {
       renderAnswer();
       return showEvidence(data);
     case "error":
-      $("#answer-note").textContent = `(${data.code}: ${data.message})`;
+      $("#answer-note").textContent = plain(`(${data.code}: ${data.message})`);
       return;
     case "cancelled":
       setStatus("cancelled");
@@ -345,7 +412,7 @@ function withCitations(text) {
 
 function showFindings(findings) {
   const box = $("#findings");
-  const parts = [el("p", { class: "summary" }, withCitations(findings.summary || ""))];
+  const parts = [el("p", { class: "summary" }, foldable(findings.summary || "", withCitations, FOLD_SUMMARY_CHARS))];
   const causes = findings.probable_causes || [];
   if (causes.length) {
     parts.push(
@@ -353,7 +420,7 @@ function showFindings(findings) {
         "ul",
         {},
         ...causes.map((cause) =>
-          el("li", {}, citeLink(cause.template_id), ` (${cause.confidence}) `, withRedactions(cause.template), el("br"),
+          el("li", {}, citeLink(cause.template_id), ` (${cause.confidence}) `, foldable(cause.template), el("br"),
             el("span", { class: "muted" }, (cause.reasons || []).join("; "))),
         ),
       ),
@@ -466,10 +533,10 @@ function showEvidence(result) {
       el("td", { class: `level-${item.level}` }, item.level),
       el("td", {}, `${item.estimated ? "~" : ""}${item.count.toLocaleString()}`),
       el("td", {}, timelineBar(item)),
-      el("td", {}, time(item.first_seen), el("br"), time(item.last_seen)),
+      el("td", { class: "seen" }, time(item.first_seen), el("br"), time(item.last_seen)),
       el("td", {}, (item.pods || []).slice(0, 3).join(", ")),
-      el("td", { class: "template" }, withRedactions(item.template),
-        ...(item.examples || []).slice(0, 2).map((example) => el("span", { class: "example" }, withRedactions(example)))),
+      el("td", { class: "template" }, foldable(item.template),
+        ...(item.examples || []).slice(0, 2).map((example) => el("span", { class: "example" }, foldable(example)))),
     ),
   );
   $("#evidence tbody").replaceChildren(...rows);
@@ -492,14 +559,14 @@ async function loadHistory() {
     const row = el(
       "tr",
       { "data-job": job.job_id },
-      el("td", {}, time(job.created_at)),
+      el("td", { class: "seen" }, time(job.created_at)),
       el("td", { class: `status ${job.status}` }, job.status),
       el("td", {}, job.namespace),
-      el("td", {}, `${time(job.time_range.start)} → ${time(job.time_range.end)}`),
+      el("td", { class: "seen" }, `${time(job.time_range.start)} → ${time(job.time_range.end)}`),
       el("td", {}, job.model || ""),
       el("td", {}, job.tokens_generated ?? ""),
       el("td", {}, job.ttft_s ? `${job.ttft_s.toFixed(2)} s` : ""),
-      el("td", { class: "template" }, withRedactions(job.cause || "")),
+      el("td", { class: "template" }, foldable(job.cause || "")),
     );
     row.addEventListener("click", () => openJob(job.job_id, job.time_range));
     return row;

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 
-from shared.errors import InvalidQueryError
+from shared.errors import InvalidQueryError, check_all
 from shared.logql.lexer import escape_logql_string
 from shared.logql.parser import parse_log_filter
 from shared.logql.pipeline import LogFilter
@@ -27,26 +29,33 @@ def _check_name(field: str, value: str, pattern: re.Pattern[str], kind: str, siz
         )
 
 
+def _check_pod(pod: str) -> None:
+    if pod == "":
+        raise InvalidQueryError("filters.pod", "must not be empty; omit it to match all pods")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in pod):
+        raise InvalidQueryError("filters.pod", "must be valid Unicode (lone surrogate)")
+    try:
+        compile_re2(pod)
+    except ValueError as exc:
+        raise InvalidQueryError("filters.pod", f"is not a valid RE2 regex: {exc}") from None
+
+
 def validate_filters(filters: Filters) -> Filters:
     """Check every filter can be placed in a selector; returns `filters` unchanged.
 
     Raises InvalidQueryError naming ``filters.namespace``, ``filters.container``,
-    ``filters.node`` or ``filters.pod``.
+    ``filters.node`` or ``filters.pod``; its `problems` name each of them that is invalid.
     """
-    _check_name("namespace", filters.namespace, _DNS_LABEL, "label", 63)
+    checks: list[Callable[[], object]] = [
+        partial(_check_name, "namespace", filters.namespace, _DNS_LABEL, "label", 63)
+    ]
     if filters.container is not None:
-        _check_name("container", filters.container, _DNS_LABEL, "label", 63)
+        checks.append(partial(_check_name, "container", filters.container, _DNS_LABEL, "label", 63))
     if filters.node is not None:
-        _check_name("node", filters.node, _DNS_SUBDOMAIN, "subdomain", 253)
+        checks.append(partial(_check_name, "node", filters.node, _DNS_SUBDOMAIN, "subdomain", 253))
     if filters.pod is not None:
-        if filters.pod == "":
-            raise InvalidQueryError("filters.pod", "must not be empty; omit it to match all pods")
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in filters.pod):
-            raise InvalidQueryError("filters.pod", "must be valid Unicode (lone surrogate)")
-        try:
-            compile_re2(filters.pod)
-        except ValueError as exc:
-            raise InvalidQueryError("filters.pod", f"is not a valid RE2 regex: {exc}") from None
+        checks.append(partial(_check_pod, filters.pod))
+    check_all(*checks)
     return filters
 
 
@@ -66,5 +75,13 @@ def build_query(filters: Filters, log_filter: LogFilter) -> str:
 
 
 def validate_request_filters(request: AnalysisRequest) -> tuple[Filters, LogFilter]:
-    """Everything the API checks before queueing: the filters and the parsed `log_filter`."""
-    return validate_filters(request.filters), parse_log_filter(request.log_filter or "")
+    """Everything the API checks before queueing: the filters and the parsed `log_filter`.
+
+    Raises one InvalidQueryError whose `problems` name every invalid field.
+    """
+    parsed: list[LogFilter] = []
+    check_all(
+        partial(validate_filters, request.filters),
+        lambda: parsed.append(parse_log_filter(request.log_filter or "")),
+    )
+    return request.filters, parsed[0]

@@ -8,15 +8,18 @@ these tests fail, never skip. With UI_SCREENSHOTS_DIR set, the main views are sa
 
 from __future__ import annotations
 
+import calendar
 import os
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.stubs.llama_stub import DEFAULT_REPLY
 from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -28,6 +31,12 @@ XSS_LINES = [
     "ERROR bad avatar <img src=x onerror=\"window.__xss = 'img'\">",
     "ERROR bad link <a href=\"javascript:window.__xss='a'\">click</a> in profile",
 ]
+# A 1 MB line with spaces (a request body dumped into the log), and a short one beside it.
+LONG_LINE = ("ERROR payload rejected: " + "lorem ipsum dolor sit amet " * 40_000)[: 1 << 20]
+SHORT_LINE = "ERROR payload too large for the upload queue"
+# Bidirectional controls: U+202E makes `invoice\u202Egnp.exe` read as `invoiceexe.png`.
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+BIDI_LINE = "ERROR blocked upload of invoice\u202egnp.exe from the mail gateway"
 
 
 def chromium() -> str:
@@ -55,6 +64,13 @@ def page(browser: Browser, stack: ServiceStack) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A blocked inline style or script is reported on the console, not as a page error.
+    opened.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     opened.goto(f"{stack.api_url}/ui/")
     yield opened
     context.close()
@@ -78,6 +94,58 @@ def shot(page: Page, name: str) -> None:
 
 def job_id(page: Page) -> str:
     return page.url.split("#job=")[1]
+
+
+def push_lines(stack: ServiceStack, namespace: str, lines: list[str]) -> None:
+    """Store `lines` in the Loki stub a minute into WINDOW, one second apart."""
+    start = calendar.timegm(time.strptime(WINDOW[0], "%Y-%m-%dT%H:%M:%S"))
+    entries = [((start + 60 + i) * 10**9, line) for i, line in enumerate(lines)]
+    stack.loki.push({"namespace": namespace, "pod": "web-0", "container": "web"}, entries)
+
+
+def analysed(page: Page, stack: ServiceStack, namespace: str) -> dict[str, Any]:
+    """Ask about `namespace`, wait until the job succeeded; its stored result."""
+    ask(page, namespace=namespace)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=30_000)
+    result: dict[str, Any] = stack.job(job_id(page))["result"]
+    return result
+
+
+def evidence_of(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+    item: dict[str, Any] = next(e for e in result["evidence"] if e["template"].startswith(prefix))
+    return item
+
+
+def unfold(page: Page, selector: str) -> None:
+    """Press every "show whole" control inside `selector`."""
+    for button in page.locator(f"{selector} button.unfold").all():
+        button.click()
+
+
+def content_height(page: Page, selector: str) -> float:
+    """Height of what `selector` holds (not of its table cell, which fills the row)."""
+    return float(
+        page.evaluate(
+            """(selector) => {
+                const range = document.createRange();
+                range.selectNodeContents(document.querySelector(selector));
+                return range.getBoundingClientRect().height;
+            }""",
+            selector,
+        )
+    )
+
+
+def line_height(page: Page, selector: str) -> float:
+    return float(
+        page.evaluate(
+            """(selector) => {
+                const style = getComputedStyle(document.querySelector(selector));
+                return parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.25;
+            }""",
+            selector,
+        )
+    )
 
 
 def test_a_job_shows_its_stages_findings_answer_and_evidence(
@@ -148,12 +216,86 @@ def test_a_422_is_shown_beside_the_field_it_names(page: Page) -> None:
 
 
 def test_log_text_is_shown_as_text_never_run(page: Page, stack: ServiceStack) -> None:
-    start = int(time.mktime(time.strptime(WINDOW[0], "%Y-%m-%dT%H:%M:%S")) - time.timezone)
-    entries = [((start + 60 + i) * 10**9, line) for i, line in enumerate(XSS_LINES)]
-    stack.loki.push({"namespace": "xss", "pod": "web-0", "container": "web"}, entries)
+    push_lines(stack, "xss", XSS_LINES)
     ask(page, namespace="xss")
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=30_000)
     table = page.locator("#evidence").inner_text()
     assert "<script>" in table and "onerror" in table
     assert page.evaluate("window.__xss") is None
     assert page.locator("#evidence img, #findings img, #answer img, #evidence script").count() == 0
+
+
+def test_a_long_line_is_folded_with_a_control_to_show_it_whole(
+    page: Page, stack: ServiceStack
+) -> None:
+    push_lines(stack, "long", [LONG_LINE, SHORT_LINE])
+    result = analysed(page, stack, "long")
+    long = evidence_of(result, "ERROR payload rejected")
+    short = evidence_of(result, "ERROR payload too large")
+    row = page.locator(f"#ev-{long['template_id']}")
+    short_row = page.locator(f"#ev-{short['template_id']}")
+    folded = row.bounding_box()
+    assert folded is not None
+    short_box = short_row.bounding_box()
+    assert short_box is not None
+    # Folded, the long line's row is a few lines tall, not dozens of rows' worth.
+    assert folded["height"] <= 3 * short_box["height"], (folded, short_box)
+    shown = row.locator("td.template").inner_text()
+    assert long["examples"][0] not in shown
+    shot(page, "folded")
+    unfold(page, f"#ev-{long['template_id']}")
+    whole = row.locator("td.template").inner_text()
+    assert long["template"] in whole
+    assert long["examples"][0] in whole
+    box = row.bounding_box()
+    assert box is not None and box["height"] > folded["height"]
+    # And folded again on a second press.
+    row.locator("button.unfold").first.click()
+    assert long["template"] not in row.locator("td.template").inner_text()
+
+
+def test_a_cut_template_ends_with_an_ellipsis(page: Page, stack: ServiceStack) -> None:
+    push_lines(stack, "long", [LONG_LINE])
+    result = analysed(page, stack, "long")
+    long = evidence_of(result, "ERROR payload rejected")
+    assert long["template"].endswith("…"), long["template"][-40:]
+    assert len(long["template"]) < 1200
+    selector = f"#ev-{long['template_id']}"
+    unfold(page, selector)
+    assert long["template"] in page.locator(f"{selector} td.template").inner_text()
+
+
+def test_bidi_controls_are_shown_as_visible_escapes(page: Page, stack: ServiceStack) -> None:
+    stack.llama.config.reply = f"{DEFAULT_REPLY}\n\nT1 blocked invoice\u202egnp.exe ({BIDI})."
+    push_lines(stack, "bidi", [BIDI_LINE])
+    analysed(page, stack, "bidi")
+    for selector in ("#evidence", "#findings", "#answer"):
+        text = page.locator(selector).inner_text()
+        assert not set(BIDI) & set(text), (selector, text)
+        assert "invoice\\u202Egnp.exe" in text, (selector, text)
+    answer = page.locator("#answer").inner_text()
+    for char in BIDI:
+        assert f"\\u{ord(char):04X}" in answer
+
+
+def test_every_422_is_shown_beside_its_field(page: Page) -> None:
+    ask(page, namespace="Bad_NS", **{"f-pod": "(", "f-filter": '|~ "(unclosed"'})
+    for field, selector in (
+        ("filters.namespace", "#f-namespace"),
+        ("filters.pod", "#f-pod"),
+        ("log_filter", "#f-filter"),
+    ):
+        expect(page.locator(f'.error[data-for="{field}"]')).not_to_be_empty()
+        expect(page.locator(selector)).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#form-error")).to_be_empty()
+    expect(page.locator("#watch")).to_be_hidden()
+
+
+def test_first_and_last_seen_dates_stay_on_one_line_each(page: Page, stack: ServiceStack) -> None:
+    push_lines(stack, "long", [LONG_LINE, SHORT_LINE])
+    result = analysed(page, stack, "long")
+    for item in result["evidence"]:
+        unfold(page, f"#ev-{item['template_id']}")
+        cell = f"#ev-{item['template_id']} td:nth-child(5)"
+        # Two dates, one line each.
+        assert content_height(page, cell) < 2.5 * line_height(page, cell), cell

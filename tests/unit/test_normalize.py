@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.schemas import LEVEL_RANK, Entry, Level
-from workers.stages.normalize import MAX_NAMES, normalize
+from workers.stages.normalize import MAX_MINED_CHARS, MAX_NAMES, normalize
 
 T0_NS = int(datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
 SECOND = 1_000_000_000
@@ -272,3 +272,18 @@ def test_empty_input() -> None:
 def test_deterministic() -> None:
     entries, _ = oom_incident()
     assert normalize(entries) == normalize(entries)
+
+
+def test_a_template_cut_short_says_so() -> None:
+    line = "payload rejected: " + "lorem ipsum dolor sit amet " * 4000
+    result = normalize(
+        [
+            entry(1, "web-0", "web", Level.ERROR, line),
+            entry(2, "web-0", "web", Level.ERROR, "payload too large"),
+        ]
+    )
+    cut = next(e for e in result.evidence if e.template.startswith("payload rejected"))
+    whole = next(e for e in result.evidence if e.template.startswith("payload too large"))
+    assert cut.template.endswith("…")
+    assert len(cut.template) <= MAX_MINED_CHARS + 2
+    assert whole.template == "payload too large"

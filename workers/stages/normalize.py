@@ -31,6 +31,7 @@ from workers.stages.query_loki import to_ns
 MAX_NAMES = 10  # pods / containers listed per template
 STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
 MAX_MINED_CHARS = 1000  # the miner sees the first line of a message, at most this long
+CUT_MARK = "…"  # ends a template whose line was longer than MAX_MINED_CHARS
 TIME_BINS = 32  # the window is cut into this many bins to measure burstiness and coverage
 
 
@@ -95,8 +96,16 @@ def window_info(request: AnalysisRequest, query: QueryCounts) -> WindowInfo:
 
 
 def mined_text(entry: Entry, text: str) -> str:
-    """What the miner sees: the masked first line, then the fields kept as they are."""
-    head = mask(text.split("\n", 1)[0][:MAX_MINED_CHARS])
+    """What the miner sees: the masked first line, then the fields kept as they are.
+
+    A first line longer than MAX_MINED_CHARS is cut, and the cut marked with a token of its
+    own (` …`): a token of its own stays constant when the miner merges lines whose last
+    words differ, so the template keeps saying it was cut.
+    """
+    first = text.split("\n", 1)[0]
+    head = mask(first[:MAX_MINED_CHARS])
+    if len(first) > MAX_MINED_CHARS:
+        head = f"{head} {CUT_MARK}"
     return f"{head} {entry.keep}" if entry.keep else head
 
 

@@ -1,0 +1,86 @@
+"""What the CLI prints of log and model text: bidirectional controls as visible escapes."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from cli import operators, render
+from cli.client import SseEvent
+from shared.schemas import Entry, JobResult, Level
+from workers.stages.normalize import normalize
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+T0_NS = int(datetime(2026, 11, 24, 6, 0, tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def sse(seq: int, type_: str, data: object) -> SseEvent:
+    event = {"seq": seq, "type": type_, "job_id": "j1", "ts": 0.0, "data": data}
+    return SseEvent(event=type_, data=json.dumps(event), id=str(seq))
+
+
+@pytest.fixture
+def printed(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    out = io.StringIO()
+    console = Console(file=out, width=200, highlight=False)
+    monkeypatch.setattr(render, "console", console)
+    monkeypatch.setattr(operators, "console", console)
+    return out
+
+
+def test_bidi_controls_in_log_and_model_text_print_as_escapes(printed: io.StringIO) -> None:
+    line = f"ERROR blocked upload of invoice\u202egnp.exe ({BIDI})"
+    entry = Entry(
+        ts_ns=T0_NS,
+        namespace="shop",
+        pod="web-0",
+        container="web",
+        node="node-1",
+        level=Level.ERROR,
+        message=line,
+    )
+    normalized = normalize([entry])
+    assert normalized.findings is not None
+    result = JobResult(
+        analysis="", findings=normalized.findings, evidence=normalized.evidence, model="m"
+    )
+    render.render(sse(1, "findings", normalized.findings.model_dump(mode="json")))
+    render.render(sse(2, "token", {"text": f"T1 is invoice\u202egnp.exe ({BIDI})"}))
+    render.render(sse(3, "result", result.model_dump(mode="json")))
+    text = printed.getvalue()
+    assert not set(BIDI) & set(text), text
+    assert text.count("invoice\\u202Egnp.exe") >= 3, text  # findings, answer, evidence
+    for char in BIDI:
+        assert f"\\u{ord(char):04X}" in text
+
+
+def test_operator_views_print_bidi_controls_as_escapes(printed: io.StringIO) -> None:
+    text = f"invoice\u202egnp.exe ({BIDI})"
+    window = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
+    operators.show_job(
+        {
+            "job_id": "j1",
+            "status": "succeeded",
+            "request": {"filters": {"namespace": "shop"}, "time_range": window},
+            "result": {"findings": {"summary": text}, "analysis": text},
+        }
+    )
+    job: dict[str, Any] = {"job_id": "j1", "created_at": "2026-11-24T07:00:00Z"}
+    job |= {"status": "succeeded", "namespace": "shop", "time_range": window}
+    job |= {"ttft_s": 0.5, "cause": text}
+    found: dict[str, Any] = {"namespace": "shop", "level": "error", "sightings": 1}
+    found |= {"lines": 1, "first_seen": window["start"], "last_seen": window["end"]}
+    found |= {"template": text}
+    rollup: dict[str, Any] = {"namespace": "shop", "new_findings": 1, "error_lines": 1}
+    rollup |= {"worst_window": None, "causes": [text]}
+    render.console.print(operators.jobs_table([job]))
+    render.console.print(operators.findings_table([found]))
+    render.console.print(operators.rollup_table({"rollup": [rollup]}))
+    out = printed.getvalue()
+    assert not set(BIDI) & set(out), out
+    assert out.count("invoice\\u202Egnp.exe") == 5, out
