@@ -9,7 +9,9 @@ The key file is either the original format, one sha256 digest per line (each an 
 
 `namespaces` are RE2 patterns matched against the whole namespace name (a plain name matches
 only itself: RFC 1123 names have no metacharacters). An `analyst` sees only the jobs its own
-key created; an `admin` sees every job and may analyse any namespace its entry allows.
+key created; an `admin` sees every job of its tenant and may analyse any namespace its entry
+allows. A key's tenant is its entry's `tenant`, else the default tenant (`shared.tenancy`);
+no role reads the data of another tenant.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.logql.regex import compile_re2
 from shared.settings import Settings
+from shared.tenancy import data_tenant
 
 DIGEST_HEX = 64
 
@@ -85,15 +88,20 @@ class Principal:
     name: str
     role: Role
     namespaces: tuple[str, ...] | None  # RE2 patterns; None: every namespace
-    tenant: str | None
+    tenant: str | None  # the entry's own; None: the default tenant (`data_tenant`)
     limits: KeyLimits
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
+    def data_tenant(self, settings: Settings) -> str:
+        """The tenant whose data this caller writes and reads (`shared.tenancy`)."""
+        return data_tenant(self.tenant, settings)
+
     def may_see(self, owner: str | None) -> bool:
-        """Whether this caller may read, follow or cancel a job created by `owner`."""
+        """Whether this caller may read, follow or cancel a job of its own tenant created by
+        `owner`."""
         return self.is_admin or owner == self.id
 
     def allows(self, namespace: str) -> bool:

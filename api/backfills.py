@@ -62,17 +62,18 @@ async def create_backfill(
 ) -> tuple[str, int]:
     """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made."""
     settings = state.settings
+    tenant = principal.data_tenant(settings)
     idem = None
     if idempotency_key:
         if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
             raise InvalidQueryError(
                 "Idempotency-Key", "Idempotency-Key is too long", location="header"
             )
-        idem = redis_keys.backfill_idempotency(principal.id, idempotency_key)
+        idem = redis_keys.backfill_idempotency(tenant, principal.id, idempotency_key)
         earlier = await state.redis.get(idem)
         if earlier:
             backfill_id = _text(earlier)
-            stored = await state.redis.hget(redis_keys.backfill(backfill_id), "items")
+            stored = await state.redis.hget(redis_keys.backfill(tenant, backfill_id), "items")
             if stored is not None:
                 return backfill_id, len(json.loads(stored))
     namespaces = await namespaces_of(state, principal, body)
@@ -95,7 +96,7 @@ async def create_backfill(
         "request": body.model_dump_json(),
         "items": json.dumps(items),
     }
-    key = redis_keys.backfill(backfill_id)
+    key = redis_keys.backfill(tenant, backfill_id)
     async with state.redis.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=record)
         pipe.expire(key, settings.job_ttl_s)
@@ -174,8 +175,10 @@ async def _enqueue(state: AppState, backfill_id: str, job_ids: list[str]) -> Non
 
 
 async def load_record(state: AppState, principal: Principal, backfill_id: str) -> dict[str, str]:
-    """The backfill's record; 404 when it does not exist or belongs to another key."""
-    raw = await state.redis.hgetall(redis_keys.backfill(backfill_id))
+    """The backfill's record; 404 when it does not exist or belongs to another key (or
+    tenant: the record is stored under its tenant)."""
+    key = redis_keys.backfill(principal.data_tenant(state.settings), backfill_id)
+    raw = await state.redis.hgetall(key)
     record = {_text(k): _text(v) for k, v in raw.items()}
     if not record or not principal.may_see(record.get("owner")):
         raise JobNotFoundError(f"backfill {backfill_id} not found", job_id=backfill_id)
@@ -253,7 +256,8 @@ async def retry_failed(
         )
         stored[n] = {**stored[n], "job_id": job_id, "reused": False}
         fresh.append(job_id)
-    await state.redis.hset(redis_keys.backfill(backfill_id), "items", json.dumps(stored))
+    key = redis_keys.backfill(principal.data_tenant(state.settings), backfill_id)
+    await state.redis.hset(key, "items", json.dumps(stored))
     await _enqueue(state, backfill_id, fresh)
     return len(fresh)
 

@@ -25,8 +25,10 @@ from api.producer import Producer
 from api.reaper import run_reaper
 from api.routes import analyze, backfills, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
+from shared.findings_store import migrate_legacy_findings
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
+from shared.tenancy import data_tenant
 
 SERVICE_NAME = "log-analyzer-api"
 logger = logging.getLogger(__name__)
@@ -53,6 +55,15 @@ async def check_eviction_policy(client: aredis.Redis) -> str | None:
             value,
         )
     return value
+
+
+async def move_legacy_findings(client: aredis.Redis, settings: Settings) -> None:
+    """Findings stored before tenants move to the default tenant (reads do it too: a Redis
+    away now only delays it)."""
+    try:
+        await migrate_legacy_findings(client, data_tenant(None, settings), settings.findings_ttl_s)
+    except (RedisError, OSError, RuntimeError) as exc:
+        logger.warning("findings stored before tenants not moved yet", extra={"error": str(exc)})
 
 
 def create_app(
@@ -111,6 +122,7 @@ def create_app(
         )
         background = [
             asyncio.create_task(check_eviction_policy(client)),
+            asyncio.create_task(move_legacy_findings(client, settings)),
             asyncio.create_task(
                 run_reaper(
                     client,

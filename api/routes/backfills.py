@@ -25,8 +25,9 @@ from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.jobs import parse_last_event_id
 from shared.errors import ForbiddenError
-from shared.findings_store import known_namespaces, list_findings
+from shared.findings_store import known_namespaces, list_findings, migrate_legacy_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
+from shared.tenancy import data_tenant
 
 router = APIRouter(tags=["backfills"], responses=ERROR_RESPONSES)
 BACKFILL_POLL_S = 1.0  # items end seconds apart; their job records are the source of truth
@@ -123,7 +124,12 @@ async def findings(
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
 ) -> list[Finding]:
-    """Findings by (namespace, template fingerprint), most recently seen first."""
+    """Findings of the key's tenant by (namespace, template fingerprint), most recently seen
+    first."""
+    settings = state.settings
+    # Findings stored before tenants belong to the default tenant: move them before reading.
+    await migrate_legacy_findings(state.redis, data_tenant(None, settings), settings.findings_ttl_s)
+    tenant = principal.data_tenant(settings)
     if namespace is not None:
         if not principal.allows(namespace):
             raise ForbiddenError(
@@ -131,5 +137,6 @@ async def findings(
             )
         namespaces = [namespace]
     else:
-        namespaces = [n for n in await known_namespaces(state.redis) if principal.allows(n)]
-    return await list_findings(state.redis, namespaces, since)
+        known = await known_namespaces(state.redis, tenant)
+        namespaces = [n for n in known if principal.allows(n)]
+    return await list_findings(state.redis, tenant, namespaces, since)

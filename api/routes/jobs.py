@@ -34,6 +34,7 @@ from shared.schemas import (
     JobView,
 )
 from shared.telemetry import tracer
+from shared.tenancy import data_tenant
 from shared.validation import validate_request
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -97,20 +98,28 @@ async def create_job(
 
 
 async def owned_job(state: AppState, principal: Principal, job_id: str, action: str) -> None:
-    """Raise JobNotFoundError (404) unless the job exists and `principal` may see it: another
-    key's job answers exactly like one that does not exist."""
+    """Raise JobNotFoundError (404) unless the job exists and `principal` may see it: a job of
+    another key (or tenant) answers exactly like one that does not exist."""
     owner = await state.store.owner(job_id)
-    if owner is not None and principal.may_see(owner):
+    if owner is None:
+        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+    stored = await state.redis.hget(redis_keys.job(job_id), "tenant")
+    tenant = data_tenant(_text(stored) if stored else None, state.settings)
+    if tenant != principal.data_tenant(state.settings):
+        reason = "other_tenant"
+    elif not principal.may_see(owner):
+        reason = "not_owner"
+    else:
         return
-    if owner is not None:
-        await audit(state.redis, principal, action, "denied", job_id=job_id, reason="not_owner")
+    await audit(state.redis, principal, action, "denied", job_id=job_id, reason=reason)
     raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
 
 
 @router.get("", response_model=list[JobSummary])
 async def list_jobs(state: StateDep, principal: PrincipalDep) -> list[JobSummary]:
     """The caller's latest jobs (up to 100), newest first; expired ones are left out."""
-    members = await state.redis.zrevrange(redis_keys.principal_history(principal.id), 0, -1)
+    history = redis_keys.principal_history(principal.data_tenant(state.settings), principal.id)
+    members = await state.redis.zrevrange(history, 0, -1)
     ids = [_text(m) for m in members if isinstance(m, bytes | str)]
     async with state.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
