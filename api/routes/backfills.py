@@ -24,7 +24,7 @@ from api.backfills import (
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.jobs import parse_last_event_id
-from shared.errors import ForbiddenError
+from shared.errors import ForbiddenError, InvalidQueryError
 from shared.findings_store import known_namespaces, list_findings, migrate_legacy_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
 from shared.tenancy import data_tenant
@@ -122,10 +122,18 @@ async def findings(
     state: StateDep,
     principal: PrincipalDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
-    since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="last seen at or after; RFC 3339 with a time zone (e.g. ...Z)"),
+    ] = None,
 ) -> list[Finding]:
     """Findings of the key's tenant by (namespace, template fingerprint), most recently seen
     first."""
+    if since is not None and since.tzinfo is None:
+        # Like every time the API takes: a naive one is refused, never guessed.
+        raise InvalidQueryError(
+            "since", "since needs a time zone (e.g. 2026-11-24T06:00:00Z)", location="query"
+        )
     settings = state.settings
     # Findings stored before tenants belong to the default tenant: move them before reading.
     await migrate_legacy_findings(state.redis, data_tenant(None, settings), settings.findings_ttl_s)

@@ -63,7 +63,6 @@ def a_finding(redis_url: str) -> str:
     return job_id
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.4: a since without a time zone is a 500")
 @pytest.mark.parametrize("since", ["2026-11-24T06:00:00", "2026-11-24T06:00", "2026-11-24"])
 def test_a_since_without_a_time_zone_is_a_422_naming_it(
     client: TestClient, a_finding: str, since: str
