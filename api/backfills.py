@@ -24,8 +24,9 @@ from shared.errors import (
     ServiceUnavailableError,
 )
 from shared.job_store import now_iso
+from shared.logql.query import validate_filters
 from shared.logql.regex import compile_re2
-from shared.schemas import AnalysisRequest, JobStatus
+from shared.schemas import AnalysisRequest, Filters, JobStatus
 from shared.schemas.backfills import BackfillItem, BackfillRequest, BackfillView, Totals
 from shared.schemas.request import TimeRange
 from shared.validation import validate_request
@@ -34,13 +35,44 @@ REUSABLE = {JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SUCCEEDED
 IDEMPOTENCY_KEY_MAX = 200
 
 
+def namespace_problem(name: str) -> str | None:
+    """Why `name` cannot be queried as a namespace (not an RFC 1123 label), or None."""
+    try:
+        validate_filters(Filters(namespace=name))
+    except InvalidQueryError as exc:
+        return exc.message
+    return None
+
+
+def named(names: list[str], shown: int = 20) -> str:
+    """`'a', 'b'` (and how many more): the offending names in a message."""
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 async def namespaces_of(state: AppState, principal: Principal, body: BackfillRequest) -> list[str]:
-    """The namespaces a backfill covers: those named (each within the key's scope, else 403),
-    or those the log source knows that match the regex (or all), within the scope."""
+    """The namespaces a backfill covers: those named (every one a valid name, else 422, and
+    within the key's scope, else 403; both name all the offending ones), or those the log
+    source knows that match the regex (or all), within the scope."""
     if body.namespaces is not None:
-        for name in body.namespaces:
-            if not principal.allows(name):
-                raise ForbiddenError("namespaces", f"this key may not analyse namespace {name!r}")
+        invalid = [n for n in body.namespaces if namespace_problem(n)]
+        if invalid:
+            raise InvalidQueryError(
+                "namespaces",
+                f"not namespace names: {named(invalid)}; each "
+                + (namespace_problem(invalid[0]) or ""),
+            )
+        outside = [n for n in body.namespaces if not principal.allows(n)]
+        if outside:
+            await audit(
+                state.redis,
+                principal,
+                "backfill",
+                "denied",
+                namespace=",".join(outside[:20]),
+                reason="namespace_out_of_scope",
+            )
+            raise ForbiddenError("namespaces", f"this key may not analyse {named(outside)}")
         return body.namespaces
     pattern = None
     if body.namespace_regex is not None:
@@ -50,7 +82,13 @@ async def namespaces_of(state: AppState, principal: Principal, body: BackfillReq
             raise InvalidQueryError("namespace_regex", f"invalid RE2 regex: {exc}") from None
     window = body.time_range
     found = await known_namespaces(state.settings, window.start, window.end, principal.tenant)
-    chosen = [n for n in found if (pattern is None or pattern.fullmatch(n)) and principal.allows(n)]
+    chosen = [
+        n
+        for n in found
+        if (pattern is None or pattern.fullmatch(n))
+        and principal.allows(n)
+        and namespace_problem(n) is None  # a label value no query can select
+    ]
     if not chosen:
         field = "namespace_regex" if pattern is not None else "namespaces"
         raise InvalidQueryError(field, "no namespace with logs in the time range matches")
@@ -87,7 +125,8 @@ async def create_backfill(
         )
     spans = windows(body.time_range, body)
     requests = [(ns, item_request(body, ns, span)) for ns in namespaces for span in spans]
-    validate_request(requests[0][1], settings)  # the same options for every item
+    # The same options for every item; each namespace was checked above.
+    validate_request(requests[0][1], settings)
     backfill_id = uuid.uuid4().hex
     items = await _start_items(state, principal, backfill_id, [r for _, r in requests])
     record: dict[EncodableT, EncodableT] = {

@@ -52,7 +52,6 @@ def post(client: TestClient, key: str, namespaces: list[str], **headers: str) ->
     return client.post("/v1/backfills", json=body, headers={"X-API-Key": key, **headers})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.6: only the first namespace of a list is checked")
 def test_every_namespace_of_a_list_is_checked_before_anything_is_queued(
     client: TestClient, queued: list[str]
 ) -> None:
