@@ -71,3 +71,29 @@ def test_every_namespace_of_a_list_is_checked_before_anything_is_queued(
     accepted = post(client, SHOP, ["shop", "shop-eu"])
     assert accepted.status_code == 202 and accepted.json()["items"] == 4
     assert len(queued) == 4
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20.8: a reused Idempotency-Key ignores the body")
+def test_an_idempotency_key_answers_only_its_own_body_and_scope_comes_first(
+    client: TestClient, queued: list[str]
+) -> None:
+    key = {"Idempotency-Key": f"nightly-{RUN}"}
+    first = post(client, SHOP, ["shop"], **key)
+    assert first.status_code == 202, first.text
+    again = post(client, SHOP, ["shop"], **key)
+    assert again.status_code == 202 and again.json() == first.json()
+    assert len(queued) == 2  # the retry queued nothing
+    # Out of the key's scope: 403, whatever the Idempotency-Key answered before.
+    outside = post(client, SHOP, ["search"], **key)
+    assert outside.status_code == 403, outside.text
+    assert outside.json()["detail"][0]["loc"] == ["body", "namespaces"]
+    # In scope but another body: 422 naming the header, not the earlier backfill.
+    other = post(client, SHOP, ["shop-eu"], **key)
+    assert other.status_code == 422, other.text
+    (detail,) = other.json()["detail"]
+    assert detail["loc"] == ["header", "Idempotency-Key"]
+    assert first.json()["backfill_id"] not in other.text
+    assert len(queued) == 2
+    # The same Idempotency-Key of another API key is that key's own.
+    theirs = post(client, ANYWHERE, ["shop-eu"], **key)
+    assert theirs.status_code == 202 and theirs.json()["backfill_id"] != first.json()["backfill_id"]
