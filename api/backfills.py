@@ -95,26 +95,50 @@ async def namespaces_of(state: AppState, principal: Principal, body: BackfillReq
     return chosen
 
 
+def idempotent_replay(
+    idempotency_key: str,
+    body: BackfillRequest,
+    stored_request: bytes | str | None,
+    stored_items: bytes | str | None,
+) -> int | None:
+    """How many items the backfill an `Idempotency-Key` made has, when `body` is the one it
+    was made with; None when that backfill expired. Another body: InvalidQueryError (422)."""
+    if stored_request is None or stored_items is None:
+        return None
+    if _text(stored_request) != body.model_dump_json():
+        raise InvalidQueryError(
+            "Idempotency-Key",
+            f"Idempotency-Key {idempotency_key[:40]!r} was used with another body: "
+            "send that body again, or a new key for a new backfill",
+            location="header",
+        )
+    return len(json.loads(stored_items))
+
+
 async def create_backfill(
     state: AppState, principal: Principal, body: BackfillRequest, idempotency_key: str | None
 ) -> tuple[str, int]:
-    """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made."""
+    """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made
+    with the same body (another body: 422, after the scope check)."""
     settings = state.settings
     tenant = principal.data_tenant(settings)
     idem = None
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidQueryError("Idempotency-Key", "Idempotency-Key is too long", location="header")
+    # Scope first: an Idempotency-Key never answers for a body this key may not submit.
+    namespaces = await namespaces_of(state, principal, body)
     if idempotency_key:
-        if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-            raise InvalidQueryError(
-                "Idempotency-Key", "Idempotency-Key is too long", location="header"
-            )
         idem = redis_keys.backfill_idempotency(tenant, principal.id, idempotency_key)
         earlier = await state.redis.get(idem)
         if earlier:
             backfill_id = _text(earlier)
-            stored = await state.redis.hget(redis_keys.backfill(tenant, backfill_id), "items")
-            if stored is not None:
-                return backfill_id, len(json.loads(stored))
-    namespaces = await namespaces_of(state, principal, body)
+            stored = await state.redis.hmget(
+                redis_keys.backfill(tenant, backfill_id), ["request", "items"]
+            )
+            replay = idempotent_replay(idempotency_key, body, *stored)
+            if replay is not None:
+                return backfill_id, replay
+            await state.redis.delete(idem)  # its backfill expired: the key is free again
     count = item_count(body, len(namespaces))
     if count > settings.max_backfill_items:
         raise InvalidQueryError(

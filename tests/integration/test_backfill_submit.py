@@ -73,7 +73,6 @@ def test_every_namespace_of_a_list_is_checked_before_anything_is_queued(
     assert len(queued) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.8: a reused Idempotency-Key ignores the body")
 def test_an_idempotency_key_answers_only_its_own_body_and_scope_comes_first(
     client: TestClient, queued: list[str]
 ) -> None:
