@@ -272,6 +272,16 @@ def test_audit_lines_name_the_key_and_never_hold_it(
     assert 'log_analyzer_access_decisions_total{action="submit",outcome="denied"}' in metrics
 
 
+@pytest.mark.xfail(strict=True, reason="issue 20.7: /metrics answers any analyst key")
+def test_metrics_are_not_for_analyst_keys(client: TestClient) -> None:
+    submit(client, PAYMENTS, namespace="payments-eu")  # a namespace name, now in the metrics
+    for analyst in (PAYMENTS, SEARCH, RIVAL):
+        denied = client.get("/metrics", headers=as_key(analyst))
+        assert denied.status_code == 403, denied.text
+        assert "payments-eu" not in denied.text
+    assert "payments-eu" in client.get("/metrics", headers=as_key(OPS)).text
+
+
 # --- through real API and worker processes -----------------------------------------------
 
 
