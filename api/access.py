@@ -8,7 +8,9 @@ The key file is either the original format, one sha256 digest per line (each an 
                "limits": {"max_active_jobs": 5}}]}
 
 `namespaces` are RE2 patterns matched against the whole namespace name (a plain name matches
-only itself: RFC 1123 names have no metacharacters). An `analyst` sees only the jobs its own
+only itself: RFC 1123 names have no metacharacters). A `metrics` key (a Prometheus scraper)
+has neither namespaces nor tenant and may read `/metrics` only; `/metrics` names the
+namespaces of every tenant, so an `analyst` may not read it. An `analyst` sees only the jobs its own
 key created; an `admin` sees every job of its tenant and may analyse any namespace its entry
 allows. A key's tenant is its entry's `tenant`, else the default tenant (`shared.tenancy`);
 no role reads the data of another tenant.
@@ -21,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.logql.regex import compile_re2
 from shared.settings import Settings
@@ -33,6 +35,7 @@ DIGEST_HEX = 64
 class Role(enum.StrEnum):
     ANALYST = "analyst"
     ADMIN = "admin"
+    METRICS = "metrics"  # reads /metrics only (a Prometheus scraper): no job, no data
 
 
 class KeyLimits(BaseModel):
@@ -53,7 +56,7 @@ class KeyEntry(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     role: Role = Role.ANALYST
-    namespaces: list[str] = Field(min_length=1)
+    namespaces: list[str] = Field(default_factory=list)  # an analyst's or admin's: at least 1
     tenant: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,150}$")
     limits: KeyLimits = Field(default_factory=KeyLimits)
 
@@ -63,6 +66,15 @@ class KeyEntry(BaseModel):
         for pattern in patterns:
             compile_re2(pattern)  # ValueError names what RE2 refused
         return patterns
+
+    @model_validator(mode="after")
+    def _namespaces_fit_the_role(self) -> KeyEntry:
+        if self.role is Role.METRICS:
+            if self.namespaces or self.tenant:
+                raise ValueError("a metrics key reads /metrics only: no namespaces, no tenant")
+        elif not self.namespaces:
+            raise ValueError(f"namespaces: an {self.role.value} key needs at least 1 pattern")
+        return self
 
 
 class KeyFile(BaseModel):
@@ -94,6 +106,16 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def may_read_metrics(self) -> bool:
+        """`/metrics` names the namespaces of every tenant: admins and metrics keys only."""
+        return self.role in (Role.ADMIN, Role.METRICS)
+
+    @property
+    def may_use_data(self) -> bool:
+        """Whether this caller may call the job, backfill, findings and namespace routes."""
+        return self.role is not Role.METRICS
 
     def data_tenant(self, settings: Settings) -> str:
         """The tenant whose data this caller writes and reads (`shared.tenancy`)."""

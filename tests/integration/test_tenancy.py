@@ -272,14 +272,38 @@ def test_audit_lines_name_the_key_and_never_hold_it(
     assert 'log_analyzer_access_decisions_total{action="submit",outcome="denied"}' in metrics
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.7: /metrics answers any analyst key")
 def test_metrics_are_not_for_analyst_keys(client: TestClient) -> None:
     submit(client, PAYMENTS, namespace="payments-eu")  # a namespace name, now in the metrics
     for analyst in (PAYMENTS, SEARCH, RIVAL):
         denied = client.get("/metrics", headers=as_key(analyst))
         assert denied.status_code == 403, denied.text
         assert "payments-eu" not in denied.text
+        assert denied.json()["detail"][0]["loc"] == ["header", "X-API-Key"]
     assert "payments-eu" in client.get("/metrics", headers=as_key(OPS)).text
+
+
+def test_a_metrics_key_reads_the_metrics_and_nothing_else(
+    client: TestClient, keyfile: Path
+) -> None:
+    scraper = f"scraper-{RUN}"
+    document = json.loads(TEAMS)
+    document["keys"].append({"name": "prometheus", "sha256": sha(scraper), "role": "metrics"})
+    keyfile.write_text(json.dumps(document))
+    job_id = submit(client, OPS, namespace="shop")
+    bearer = {"Authorization": f"Bearer {scraper}"}  # as Prometheus sends it
+    scraped = client.get("/metrics", headers=bearer)
+    assert scraped.status_code == 200 and "log_analyzer_jobs_by_namespace" in scraped.text
+    for method, path in (
+        ("GET", "/v1/jobs"),
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", "/v1/findings"),
+        ("GET", "/v1/namespaces"),
+        ("POST", "/v1/jobs"),
+        ("POST", "/v1/backfills"),
+    ):
+        denied = client.request(method, path, headers=bearer, json=job_request())
+        assert denied.status_code == 403, (method, path, denied.text)
+        assert "metrics key" in denied.json()["detail"][0]["msg"]
 
 
 # --- through real API and worker processes -----------------------------------------------
