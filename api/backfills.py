@@ -14,6 +14,7 @@ from redis.typing import EncodableT
 from api.access import Principal
 from api.audit import audit
 from api.deps import AppState
+from api.legacy import adopt_backfill
 from api.namespaces import known_namespaces
 from shared import redis_keys
 from shared.backfill import item_count, item_request, request_hash, rollup, windows
@@ -240,8 +241,12 @@ async def _enqueue(state: AppState, backfill_id: str, job_ids: list[str]) -> Non
 async def load_record(state: AppState, principal: Principal, backfill_id: str) -> dict[str, str]:
     """The backfill's record; 404 when it does not exist or belongs to another key (or
     tenant: the record is stored under its tenant)."""
-    key = redis_keys.backfill(principal.data_tenant(state.settings), backfill_id)
+    tenant = principal.data_tenant(state.settings)
+    key = redis_keys.backfill(tenant, backfill_id)
     raw = await state.redis.hgetall(key)
+    if not raw:  # perhaps stored before tenants: its own key may move it here
+        await adopt_backfill(state.redis, tenant, principal.id, backfill_id)
+        raw = await state.redis.hgetall(key)
     record = {_text(k): _text(v) for k, v in raw.items()}
     if not record or not principal.may_see(record.get("owner")):
         raise JobNotFoundError(f"backfill {backfill_id} not found", job_id=backfill_id)

@@ -101,3 +101,13 @@ LEGACY_FINDINGS_NAMESPACES = f"{PREFIX}:findings:namespaces"
 
 def legacy_findings(namespace: str) -> str:
     return f"{PREFIX}:findings:{namespace}"
+
+
+# Before tenants too: a key's history and its backfills, which `api.legacy` moves into the
+# tenant of the key that owns them when that key reads them.
+def legacy_principal_history(principal: str) -> str:
+    return f"{PREFIX}:principal:{principal}:history"
+
+
+def legacy_backfill(backfill_id: str) -> str:
+    return f"{PREFIX}:backfill:{backfill_id}"

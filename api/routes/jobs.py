@@ -21,6 +21,7 @@ from api.audit import audit
 from api.auth import PrincipalDep
 from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
+from api.legacy import adopt_history
 from api.streaming import job_events
 from api.submit import submit_job
 from shared import redis_keys
@@ -118,17 +119,23 @@ async def owned_job(state: AppState, principal: Principal, job_id: str, action: 
 @router.get("", response_model=list[JobSummary])
 async def list_jobs(state: StateDep, principal: PrincipalDep) -> list[JobSummary]:
     """The caller's latest jobs (up to 100), newest first; expired ones are left out."""
-    history = redis_keys.principal_history(principal.data_tenant(state.settings), principal.id)
+    tenant = principal.data_tenant(state.settings)
+    await adopt_history(state.redis, tenant, principal.id, state.settings.job_ttl_s)
+    history = redis_keys.principal_history(tenant, principal.id)
     members = await state.redis.zrevrange(history, 0, -1)
     ids = [_text(m) for m in members if isinstance(m, bytes | str)]
     async with state.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(redis_keys.job(job_id), ["status", "request", "created_at", "summary"])
+            pipe.hmget(
+                redis_keys.job(job_id), ["status", "request", "created_at", "summary", "tenant"]
+            )
         rows = await pipe.execute()
     jobs = []
-    for job_id, (status, request, created_at, summary) in zip(ids, rows, strict=True):
+    for job_id, (status, request, created_at, summary, job_tenant) in zip(ids, rows, strict=True):
         if status is None or request is None:
             continue
+        if data_tenant(_text(job_tenant) if job_tenant else None, state.settings) != tenant:
+            continue  # made before the key moved to this tenant
         asked = AnalysisRequest.model_validate_json(request)
         facts = json.loads(summary) if summary else {}
         jobs.append(

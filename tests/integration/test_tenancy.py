@@ -199,6 +199,38 @@ def test_findings_stored_before_tenants_move_to_the_default_tenant(
                 assert started.get("/v1/findings", headers=as_key(key)).json() == []
 
 
+def test_a_keys_history_and_backfills_of_before_tenants_move_to_its_tenant(
+    client: TestClient, redis_url: str
+) -> None:
+    job_id = submit(client, PAYMENTS)
+    body = {"namespaces": ["shop"], "time_range": job_request()["time_range"], "window": "1h"}
+    backfill_id = client.post("/v1/backfills", json=body, headers=as_key(PAYMENTS)).json()[
+        "backfill_id"
+    ]
+    owner = sha(PAYMENTS)[:16]
+    old_history, old_backfill = (
+        redis_keys.legacy_principal_history(owner),
+        redis_keys.legacy_backfill(backfill_id),
+    )
+    with redis.Redis.from_url(redis_url) as sync:
+        # Where the version before tenants kept them.
+        sync.rename(redis_keys.principal_history("team-payments", owner), old_history)
+        sync.rename(redis_keys.backfill("team-payments", backfill_id), old_backfill)
+        for key in (RIVAL, PAY_ADMIN):  # not its owner: nothing read, nothing moved
+            theirs = client.get(f"/v1/backfills/{backfill_id}", headers=as_key(key))
+            assert theirs.status_code == 404
+            assert client.get("/v1/jobs", headers=as_key(key)).json() == []
+        assert sync.exists(old_backfill) and sync.exists(old_history)
+        mine = client.get(f"/v1/backfills/{backfill_id}", headers=as_key(PAYMENTS))
+        assert mine.status_code == 200 and mine.json()["totals"]["queued"] == 1
+        history = client.get("/v1/jobs", headers=as_key(PAYMENTS)).json()
+        assert job_id in [j["job_id"] for j in history]
+        assert not sync.exists(old_backfill) and not sync.exists(old_history)
+        assert (
+            client.get(f"/v1/backfills/{backfill_id}", headers=as_key(PAY_ADMIN)).status_code == 200
+        )
+
+
 @pytest.mark.parametrize("namespace", ["search", "payments", "payments-eu2", "xshop", "shop-x"])
 def test_a_namespace_outside_the_scope_is_403_naming_the_field(
     client: TestClient, redis_url: str, namespace: str
