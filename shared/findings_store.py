@@ -5,11 +5,14 @@ Findings stored before tenants (`la:findings:<namespace>`) belong to the default
 `migrate_legacy_findings` moves them there, namespace by namespace, each move one transaction
 (the old hash and its index entry go with it), so running it again, or on two API processes
 at once, moves nothing twice. The API runs it at start and before every read of findings,
-which also catches what a worker of the previous version writes during a rolling upgrade.
+which also catches what a worker of the previous version writes during a rolling upgrade;
+a worker recording a finding of the default tenant moves that finding's old record itself,
+so it is never announced as new twice.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 
@@ -34,28 +37,36 @@ def record_sightings(
     request: AnalysisRequest,
     result: JobResult,
     ttl_s: int,
+    *,
+    adopt_legacy: bool = False,
 ) -> list[Finding]:
     """Add this job's probable causes to its tenant's findings of its namespace; the ones
     that are new.
 
     Optimistic (WATCH/MULTI): workers of other jobs may update the same namespace at once.
-    A job counted before (a redelivered stage) adds nothing.
+    A job counted before (a redelivered stage) adds nothing. With `adopt_legacy` (a job of
+    the default tenant), a cause also stored the way of before tenants, not yet moved by the
+    API, is merged and moved with it: it is not new, and no webhook hears of it twice.
     """
     causes = result.findings.probable_causes if result.findings else []
     if not causes:
         return []
     namespace = request.filters.namespace
     key = redis_keys.findings(tenant, namespace)
+    legacy = redis_keys.legacy_findings(namespace)
+    fingerprints = [c.fingerprint for c in causes]
     window = request.time_range
     for _ in range(MAX_WATCH_RETRIES):
         with client.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(key)  # type: ignore[no-untyped-call]  # unannotated in redis-py
-                stored = pipe.hmget(key, [c.fingerprint for c in causes])
+                watched = (key, legacy) if adopt_legacy else (key,)
+                pipe.watch(*watched)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                stored = pipe.hmget(key, fingerprints)
+                old = pipe.hmget(legacy, fingerprints) if adopt_legacy else [None] * len(causes)
                 updates: dict[EncodableT, EncodableT] = {}
                 new: list[Finding] = []
-                for cause, raw in zip(causes, stored, strict=True):
-                    existing = Finding.model_validate_json(raw) if raw else None
+                for cause, raw, old_raw in zip(causes, stored, old, strict=True):
+                    existing = _one_finding(raw, old_raw)
                     finding = absorb(
                         existing,
                         namespace=namespace,
@@ -68,6 +79,8 @@ def record_sightings(
                             job_id=job_id, start=window.start, end=window.end, count=cause.count
                         ),
                     )
+                    if finding is None and old_raw is not None:
+                        finding = existing  # counted before; still to move out of `legacy`
                     if finding is not None:
                         updates[cause.fingerprint] = finding.model_dump_json()
                         if existing is None:
@@ -77,6 +90,9 @@ def record_sightings(
                     pipe.hset(key, mapping=updates)
                     pipe.expire(key, ttl_s)
                     pipe.sadd(redis_keys.findings_namespaces(tenant), namespace)
+                moved = [fp for fp, o in zip(fingerprints, old, strict=True) if o is not None]
+                if moved:
+                    pipe.hdel(legacy, *moved)
                 pipe.execute()
                 return new
             except WatchError:
@@ -148,6 +164,12 @@ async def _move_namespace(client: aredis.Redis, tenant: str, namespace: str, ttl
             except WatchError:
                 continue
     raise RuntimeError(f"findings of {namespace} kept changing; not moved to tenant {tenant}")
+
+
+def _one_finding(raw: bytes | str | None, old_raw: bytes | str | None) -> Finding | None:
+    """The finding stored per tenant, merged with its record of before tenants if any."""
+    found = [Finding.model_validate_json(r) for r in (raw, old_raw) if r is not None]
+    return functools.reduce(merge_findings, found) if found else None
 
 
 def _lifetime(old: int, current: int, ttl_s: int) -> int:

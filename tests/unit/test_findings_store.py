@@ -7,12 +7,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import fakeredis
+import pytest
 
 from shared import redis_keys
-from shared.findings_store import list_findings, migrate_legacy_findings
-from shared.schemas import Level
+from shared.findings_store import list_findings, migrate_legacy_findings, record_sightings
+from shared.schemas import AnalysisRequest, Findings, JobResult, Level
 from shared.schemas.backfills import Finding, Sighting
+from shared.schemas.findings import ProbableCause, Searched
 from shared.tenancy import DEFAULT_TENANT
+from tests.support.incident import job_request
 
 T0 = datetime(2026, 11, 24, 6, tzinfo=UTC)
 TTL = 3600
@@ -84,3 +87,46 @@ def test_a_tenants_findings_are_listed_for_that_tenant_only() -> None:
     assert [f.fingerprint for f in asyncio.run(listed("team-a"))] == ["fp"]
     assert asyncio.run(listed("team-b")) == []
     assert asyncio.run(listed(DEFAULT_TENANT)) == []
+
+
+def a_job_seeing(fingerprint: str) -> tuple[AnalysisRequest, JobResult]:
+    request = AnalysisRequest.model_validate(job_request())
+    cause = ProbableCause(
+        template_id="T1",
+        fingerprint=fingerprint,
+        template=f"template {fingerprint}",
+        level=Level.ERROR,
+        first_seen=T0,
+        count=3,
+        confidence="high",
+        reasons=["the earliest error"],
+    )
+    findings = Findings(
+        empty=False,
+        summary="Probable root cause: T1",
+        searched=Searched(query="{}", start=T0, end=T0, lines_scanned=3),
+        probable_causes=[cause],
+        new_templates=["T1"],
+    )
+    return request, JobResult(analysis="", findings=findings, evidence=[], model="m")
+
+
+@pytest.mark.parametrize("job_id", ["new-job", "old-1"])  # old-1: a redelivered stage
+def test_a_worker_adopts_a_finding_stored_before_tenants_instead_of_calling_it_new(
+    job_id: str,
+) -> None:
+    client = fakeredis.FakeRedis()
+    store_legacy(client, "shop", finding("fp-disk", "old-1"), finding("fp-dns", "old-2"))
+    new = record_sightings(
+        client, DEFAULT_TENANT, job_id, *a_job_seeing("fp-disk"), TTL, adopt_legacy=True
+    )
+    assert new == []  # known before tenants: no webhook hears of it twice
+    stored = client.hget(redis_keys.findings(DEFAULT_TENANT, "shop"), "fp-disk")
+    assert stored is not None
+    adopted = Finding.model_validate_json(stored)
+    assert {s.job_id for s in adopted.recent} == {"old-1", job_id}
+    assert client.hkeys(redis_keys.legacy_findings("shop")) == [b"fp-dns"]  # the rest: the API
+    # A tenant other than the default never looks there.
+    other = record_sightings(client, "team-a", "job-a", *a_job_seeing("fp-dns"), TTL)
+    assert [f.fingerprint for f in other] == ["fp-dns"]
+    assert client.hkeys(redis_keys.legacy_findings("shop")) == [b"fp-dns"]

@@ -34,6 +34,7 @@ def record_findings(run: StageRun, call_next: Callable[[], None]) -> None:
             run.request,
             run.result,
             run.settings.findings_ttl_s,
+            adopt_legacy=tenant == data_tenant(None, run.settings),
         )
     except (RedisError, RuntimeError) as exc:  # the job's own result is already safe
         logger.warning("findings not recorded", extra={"error": str(exc)})
