@@ -378,6 +378,16 @@ def test_the_keys_loki_tenant_is_sent_on_its_queries(tenant_stack: ServiceStack)
     ops = submit_as(tenant_stack, OPS)
     assert wait_terminal(tenant_stack, ops, OPS)["status"] == "succeeded"
     assert {r.tenant for r in tenant_stack.loki.requests[before:]} == {None}
+    # The namespace picker asks Loki as the caller's tenant too (another tenant's labels are
+    # Loki's to withhold), and lists only names within the caller's scope.
+    before = len(tenant_stack.loki.requests)
+    listed = tenant_stack.http.get(
+        f"{tenant_stack.api_url}/v1/namespaces",
+        params=job_request()["time_range"],
+        headers=as_key(RIVAL),
+    )
+    assert listed.status_code == 200 and listed.json() == ["shop"], listed.text
+    assert {r.tenant for r in tenant_stack.loki.requests[before:]} == {"team-rival"}
 
 
 def test_a_revoked_key_loses_its_own_running_jobs_stream(
