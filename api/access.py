@@ -8,11 +8,12 @@ The key file is either the original format, one sha256 digest per line (each an 
                "limits": {"max_active_jobs": 5}}]}
 
 `namespaces` are RE2 patterns matched against the whole namespace name (a plain name matches
-only itself: RFC 1123 names have no metacharacters). A `metrics` key (a Prometheus scraper)
-has neither namespaces nor tenant and may read `/metrics` only; `/metrics` names the
-namespaces of every tenant, so an `analyst` may not read it. An `analyst` sees only the jobs its own
+only itself: RFC 1123 names have no metacharacters). An `analyst` sees only the jobs its own
 key created; an `admin` sees every job of its tenant and may analyse any namespace its entry
-allows. A key's tenant is its entry's `tenant`, else the default tenant (`shared.tenancy`);
+allows. A `metrics` key (a Prometheus scraper) has neither namespaces nor tenant and may read
+`/metrics` only, which names the namespaces of every tenant: an `analyst` may not read it.
+
+A key's tenant is its entry's `tenant`, else LOKI_TENANT, else `default` (`shared.tenancy`);
 no role reads the data of another tenant.
 """
 
