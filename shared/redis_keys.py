@@ -74,7 +74,8 @@ def backfill_idempotency(tenant: str, owner: str, key: str) -> str:
 
 
 def analysed_request(content_hash: str) -> str:
-    """The job id that analyses a normalized request (`shared.backfill.request_hash`)."""
+    """The job id that analyses a normalized request (`shared.backfill.request_hash`, which
+    hashes the owner and tenant in: no tenant is served another's job)."""
     return f"{PREFIX}:analysed:{content_hash}"
 
 
