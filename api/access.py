@@ -9,7 +9,12 @@ The key file is either the original format, one sha256 digest per line (each an 
 
 `namespaces` are RE2 patterns matched against the whole namespace name (a plain name matches
 only itself: RFC 1123 names have no metacharacters). An `analyst` sees only the jobs its own
-key created; an `admin` sees every job and may analyse any namespace its entry allows.
+key created; an `admin` sees every job of its tenant and may analyse any namespace its entry
+allows. A `metrics` key (a Prometheus scraper) has neither namespaces nor tenant and may read
+`/metrics` only, which names the namespaces of every tenant: an `analyst` may not read it.
+
+A key's tenant is its entry's `tenant`, else LOKI_TENANT, else `default` (`shared.tenancy`);
+no role reads the data of another tenant.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.logql.regex import compile_re2
 from shared.settings import Settings
+from shared.tenancy import data_tenant
 
 DIGEST_HEX = 64
 
@@ -30,6 +36,7 @@ DIGEST_HEX = 64
 class Role(enum.StrEnum):
     ANALYST = "analyst"
     ADMIN = "admin"
+    METRICS = "metrics"  # reads /metrics only (a Prometheus scraper): no job, no data
 
 
 class KeyLimits(BaseModel):
@@ -50,7 +57,7 @@ class KeyEntry(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     role: Role = Role.ANALYST
-    namespaces: list[str] = Field(min_length=1)
+    namespaces: list[str] = Field(default_factory=list)  # an analyst's or admin's: at least 1
     tenant: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,150}$")
     limits: KeyLimits = Field(default_factory=KeyLimits)
 
@@ -60,6 +67,15 @@ class KeyEntry(BaseModel):
         for pattern in patterns:
             compile_re2(pattern)  # ValueError names what RE2 refused
         return patterns
+
+    @model_validator(mode="after")
+    def _namespaces_fit_the_role(self) -> KeyEntry:
+        if self.role is Role.METRICS:
+            if self.namespaces or self.tenant:
+                raise ValueError("a metrics key reads /metrics only: no namespaces, no tenant")
+        elif not self.namespaces:
+            raise ValueError(f"namespaces: an {self.role.value} key needs at least 1 pattern")
+        return self
 
 
 class KeyFile(BaseModel):
@@ -85,15 +101,30 @@ class Principal:
     name: str
     role: Role
     namespaces: tuple[str, ...] | None  # RE2 patterns; None: every namespace
-    tenant: str | None
+    tenant: str | None  # the entry's own; None: the default tenant (`data_tenant`)
     limits: KeyLimits
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
 
+    @property
+    def may_read_metrics(self) -> bool:
+        """`/metrics` names the namespaces of every tenant: admins and metrics keys only."""
+        return self.role in (Role.ADMIN, Role.METRICS)
+
+    @property
+    def may_use_data(self) -> bool:
+        """Whether this caller may call the job, backfill, findings and namespace routes."""
+        return self.role is not Role.METRICS
+
+    def data_tenant(self, settings: Settings) -> str:
+        """The tenant whose data this caller writes and reads (`shared.tenancy`)."""
+        return data_tenant(self.tenant, settings)
+
     def may_see(self, owner: str | None) -> bool:
-        """Whether this caller may read, follow or cancel a job created by `owner`."""
+        """Whether this caller may read, follow or cancel a job of its own tenant created by
+        `owner`."""
         return self.is_admin or owner == self.id
 
     def allows(self, namespace: str) -> bool:

@@ -14,6 +14,7 @@ from redis.typing import EncodableT
 from api.access import Principal
 from api.audit import audit
 from api.deps import AppState
+from api.legacy import adopt_backfill
 from api.namespaces import known_namespaces
 from shared import redis_keys
 from shared.backfill import item_count, item_request, request_hash, rollup, windows
@@ -24,8 +25,9 @@ from shared.errors import (
     ServiceUnavailableError,
 )
 from shared.job_store import now_iso
+from shared.logql.query import validate_filters
 from shared.logql.regex import compile_re2
-from shared.schemas import AnalysisRequest, JobStatus
+from shared.schemas import AnalysisRequest, Filters, JobStatus
 from shared.schemas.backfills import BackfillItem, BackfillRequest, BackfillView, Totals
 from shared.schemas.request import TimeRange
 from shared.validation import validate_request
@@ -34,13 +36,44 @@ REUSABLE = {JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.SUCCEEDED
 IDEMPOTENCY_KEY_MAX = 200
 
 
+def namespace_problem(name: str) -> str | None:
+    """Why `name` cannot be queried as a namespace (not an RFC 1123 label), or None."""
+    try:
+        validate_filters(Filters(namespace=name))
+    except InvalidQueryError as exc:
+        return exc.message
+    return None
+
+
+def named(names: list[str], shown: int = 20) -> str:
+    """`'a', 'b'` (and how many more): the offending names in a message."""
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 async def namespaces_of(state: AppState, principal: Principal, body: BackfillRequest) -> list[str]:
-    """The namespaces a backfill covers: those named (each within the key's scope, else 403),
-    or those the log source knows that match the regex (or all), within the scope."""
+    """The namespaces a backfill covers: those named (every one a valid name, else 422, and
+    within the key's scope, else 403; both name all the offending ones), or those the log
+    source knows that match the regex (or all), within the scope."""
     if body.namespaces is not None:
-        for name in body.namespaces:
-            if not principal.allows(name):
-                raise ForbiddenError("namespaces", f"this key may not analyse namespace {name!r}")
+        invalid = [n for n in body.namespaces if namespace_problem(n)]
+        if invalid:
+            raise InvalidQueryError(
+                "namespaces",
+                f"not namespace names: {named(invalid)}; each "
+                + (namespace_problem(invalid[0]) or ""),
+            )
+        outside = [n for n in body.namespaces if not principal.allows(n)]
+        if outside:
+            await audit(
+                state.redis,
+                principal,
+                "backfill",
+                "denied",
+                namespace=",".join(outside[:20]),
+                reason="namespace_out_of_scope",
+            )
+            raise ForbiddenError("namespaces", f"this key may not analyse {named(outside)}")
         return body.namespaces
     pattern = None
     if body.namespace_regex is not None:
@@ -50,32 +83,63 @@ async def namespaces_of(state: AppState, principal: Principal, body: BackfillReq
             raise InvalidQueryError("namespace_regex", f"invalid RE2 regex: {exc}") from None
     window = body.time_range
     found = await known_namespaces(state.settings, window.start, window.end, principal.tenant)
-    chosen = [n for n in found if (pattern is None or pattern.fullmatch(n)) and principal.allows(n)]
+    chosen = [
+        n
+        for n in found
+        if (pattern is None or pattern.fullmatch(n))
+        and principal.allows(n)
+        and namespace_problem(n) is None  # a label value no query can select
+    ]
     if not chosen:
         field = "namespace_regex" if pattern is not None else "namespaces"
         raise InvalidQueryError(field, "no namespace with logs in the time range matches")
     return chosen
 
 
+def idempotent_replay(
+    idempotency_key: str,
+    body: BackfillRequest,
+    stored_request: bytes | str | None,
+    stored_items: bytes | str | None,
+) -> int | None:
+    """How many items the backfill an `Idempotency-Key` made has, when `body` is the one it
+    was made with; None when that backfill expired. Another body: InvalidQueryError (422)."""
+    if stored_request is None or stored_items is None:
+        return None
+    if _text(stored_request) != body.model_dump_json():
+        raise InvalidQueryError(
+            "Idempotency-Key",
+            f"Idempotency-Key {idempotency_key[:40]!r} was used with another body: "
+            "send that body again, or a new key for a new backfill",
+            location="header",
+        )
+    return len(json.loads(stored_items))
+
+
 async def create_backfill(
     state: AppState, principal: Principal, body: BackfillRequest, idempotency_key: str | None
 ) -> tuple[str, int]:
-    """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made."""
+    """(backfill id, items): a new backfill, or the one this key's `Idempotency-Key` made
+    with the same body (another body: 422, after the scope check)."""
     settings = state.settings
+    tenant = principal.data_tenant(settings)
     idem = None
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidQueryError("Idempotency-Key", "Idempotency-Key is too long", location="header")
+    # Scope first: an Idempotency-Key never answers for a body this key may not submit.
+    namespaces = await namespaces_of(state, principal, body)
     if idempotency_key:
-        if len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-            raise InvalidQueryError(
-                "Idempotency-Key", "Idempotency-Key is too long", location="header"
-            )
-        idem = redis_keys.backfill_idempotency(principal.id, idempotency_key)
+        idem = redis_keys.backfill_idempotency(tenant, principal.id, idempotency_key)
         earlier = await state.redis.get(idem)
         if earlier:
             backfill_id = _text(earlier)
-            stored = await state.redis.hget(redis_keys.backfill(backfill_id), "items")
-            if stored is not None:
-                return backfill_id, len(json.loads(stored))
-    namespaces = await namespaces_of(state, principal, body)
+            stored = await state.redis.hmget(
+                redis_keys.backfill(tenant, backfill_id), ["request", "items"]
+            )
+            replay = idempotent_replay(idempotency_key, body, *stored)
+            if replay is not None:
+                return backfill_id, replay
+            await state.redis.delete(idem)  # its backfill expired: the key is free again
     count = item_count(body, len(namespaces))
     if count > settings.max_backfill_items:
         raise InvalidQueryError(
@@ -86,7 +150,8 @@ async def create_backfill(
         )
     spans = windows(body.time_range, body)
     requests = [(ns, item_request(body, ns, span)) for ns in namespaces for span in spans]
-    validate_request(requests[0][1], settings)  # the same options for every item
+    # The same options for every item; each namespace was checked above.
+    validate_request(requests[0][1], settings)
     backfill_id = uuid.uuid4().hex
     items = await _start_items(state, principal, backfill_id, [r for _, r in requests])
     record: dict[EncodableT, EncodableT] = {
@@ -95,7 +160,7 @@ async def create_backfill(
         "request": body.model_dump_json(),
         "items": json.dumps(items),
     }
-    key = redis_keys.backfill(backfill_id)
+    key = redis_keys.backfill(tenant, backfill_id)
     async with state.redis.pipeline(transaction=True) as pipe:
         pipe.hset(key, mapping=record)
         pipe.expire(key, settings.job_ttl_s)
@@ -174,8 +239,14 @@ async def _enqueue(state: AppState, backfill_id: str, job_ids: list[str]) -> Non
 
 
 async def load_record(state: AppState, principal: Principal, backfill_id: str) -> dict[str, str]:
-    """The backfill's record; 404 when it does not exist or belongs to another key."""
-    raw = await state.redis.hgetall(redis_keys.backfill(backfill_id))
+    """The backfill's record; 404 when it does not exist or belongs to another key (or
+    tenant: the record is stored under its tenant)."""
+    tenant = principal.data_tenant(state.settings)
+    key = redis_keys.backfill(tenant, backfill_id)
+    raw = await state.redis.hgetall(key)
+    if not raw:  # perhaps stored before tenants: its own key may move it here
+        await adopt_backfill(state.redis, tenant, principal.id, backfill_id)
+        raw = await state.redis.hgetall(key)
     record = {_text(k): _text(v) for k, v in raw.items()}
     if not record or not principal.may_see(record.get("owner")):
         raise JobNotFoundError(f"backfill {backfill_id} not found", job_id=backfill_id)
@@ -253,7 +324,8 @@ async def retry_failed(
         )
         stored[n] = {**stored[n], "job_id": job_id, "reused": False}
         fresh.append(job_id)
-    await state.redis.hset(redis_keys.backfill(backfill_id), "items", json.dumps(stored))
+    key = redis_keys.backfill(principal.data_tenant(state.settings), backfill_id)
+    await state.redis.hset(key, "items", json.dumps(stored))
     await _enqueue(state, backfill_id, fresh)
     return len(fresh)
 

@@ -49,10 +49,11 @@ async def check_submission(client: aredis.Redis, limits: Limits, principal: str)
 
 
 async def record_submission(
-    client: aredis.Redis, settings: Settings, principal: str, job_id: str
+    client: aredis.Redis, settings: Settings, principal: str, tenant: str, job_id: str
 ) -> None:
+    """Count the job as active for `principal` and add it to the key's history in `tenant`."""
     key = redis_keys.principal_jobs(principal)
-    history = redis_keys.principal_history(principal)
+    history = redis_keys.principal_history(tenant, principal)
     now = time.time()
     async with client.pipeline(transaction=False) as pipe:
         pipe.zadd(key, {job_id: now})

@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth import KeyRing, authenticate
+from api.auth import KeyRing
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.hub import EventHub
@@ -23,10 +23,13 @@ from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
 from api.producer import Producer
 from api.reaper import run_reaper
+from api.roles import data_access, metrics_access
 from api.routes import analyze, backfills, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
+from shared.findings_store import migrate_legacy_findings
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
+from shared.tenancy import data_tenant
 
 SERVICE_NAME = "log-analyzer-api"
 logger = logging.getLogger(__name__)
@@ -53,6 +56,15 @@ async def check_eviction_policy(client: aredis.Redis) -> str | None:
             value,
         )
     return value
+
+
+async def move_legacy_findings(client: aredis.Redis, settings: Settings) -> None:
+    """Findings stored before tenants move to the default tenant (reads do it too: a Redis
+    away now only delays it)."""
+    try:
+        await migrate_legacy_findings(client, data_tenant(None, settings), settings.findings_ttl_s)
+    except (RedisError, OSError, RuntimeError) as exc:
+        logger.warning("findings stored before tenants not moved yet", extra={"error": str(exc)})
 
 
 def create_app(
@@ -111,6 +123,7 @@ def create_app(
         )
         background = [
             asyncio.create_task(check_eviction_policy(client)),
+            asyncio.create_task(move_legacy_findings(client, settings)),
             asyncio.create_task(
                 run_reaper(
                     client,
@@ -133,14 +146,14 @@ def create_app(
 
     app = FastAPI(title="log-analyzer", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    protected = [Depends(authenticate)]
+    protected = [Depends(data_access)]  # authenticated, and not a metrics-only key
     app.include_router(health.router)
     app.include_router(jobs.router, dependencies=protected)
     app.include_router(analyze.router, dependencies=protected)
     app.include_router(backfills.router, dependencies=protected)
     app.include_router(namespaces.router, dependencies=protected)
     app.include_router(ui.router)
-    app.include_router(metrics.router, dependencies=protected)
+    app.include_router(metrics.router, dependencies=[Depends(metrics_access)])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

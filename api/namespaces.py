@@ -13,6 +13,7 @@ import httpx
 
 from shared.errors import ServiceUnavailableError
 from shared.settings import Settings
+from shared.tenancy import loki_tenant
 
 LABEL_VALUES_PATH = "/loki/api/v1/label/namespace/values"
 # kubelet's pod log directories: <namespace>_<pod>_<uid>
@@ -27,8 +28,8 @@ async def known_namespaces(
     if settings.log_source == "files":
         return await asyncio.to_thread(_on_disk, Path(settings.log_files_root))
     params = {"start": str(_ns(start)), "end": str(_ns(end))}
-    tenant = tenant or settings.loki_tenant or None
-    headers = {"X-Scope-OrgID": tenant} if tenant else None
+    org = loki_tenant(tenant, settings)
+    headers = {"X-Scope-OrgID": org} if org else None
     url = settings.loki_url.rstrip("/") + LABEL_VALUES_PATH
     try:
         async with httpx.AsyncClient(timeout=settings.loki_timeout_s) as client:

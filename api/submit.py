@@ -60,7 +60,13 @@ async def submit_job(state: AppState, request: AnalysisRequest, principal: Princ
         inject(carrier)
         await _create_and_enqueue(state, job_id, request, carrier.get("traceparent", ""), principal)
         with contextlib.suppress(RedisError, OSError):
-            await record_submission(state.redis, state.settings, principal.id, job_id)
+            await record_submission(
+                state.redis,
+                state.settings,
+                principal.id,
+                principal.data_tenant(state.settings),
+                job_id,
+            )
         logger.info("job queued", extra={"principal": principal.id})
         await audit(state.redis, principal, "submit", "accepted", namespace=namespace,
                     job_id=job_id)  # fmt: skip

@@ -136,3 +136,24 @@ def absorb(
             "recent": [sighting, *existing.recent][:RECENT_SIGHTINGS],
         }
     )
+
+
+def merge_findings(a: Finding, b: Finding) -> Finding:
+    """One finding from two records of the same (namespace, fingerprint) kept apart (before
+    and after findings were stored per tenant); a sighting both hold counts once."""
+    in_b = {s.job_id for s in b.recent}
+    both = [s for s in a.recent if s.job_id in in_b]
+    by_job = {s.job_id: s for s in (*b.recent, *a.recent)}
+    recent = sorted(by_job.values(), key=lambda s: (s.end, s.job_id), reverse=True)
+    newer = a if a.last_seen >= b.last_seen else b
+    return a.model_copy(
+        update={
+            "template": newer.template,
+            "level": max(a.level, b.level, key=LEVEL_RANK.__getitem__),
+            "first_seen": min(a.first_seen, b.first_seen),
+            "last_seen": max(a.last_seen, b.last_seen),
+            "sightings": a.sightings + b.sightings - len(both),
+            "lines": a.lines + b.lines - sum(s.count for s in both),
+            "recent": recent[:RECENT_SIGHTINGS],
+        }
+    )

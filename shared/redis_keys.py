@@ -50,31 +50,65 @@ def principal_jobs(principal: str) -> str:
     return f"{PREFIX}:principal:{principal}:jobs"
 
 
-def principal_history(principal: str) -> str:
+# Keys that hold a tenant's data name the tenant (`shared.tenancy`): a key of another tenant
+# never reads them, whatever its role or namespace scope.
+
+
+def _tenant(tenant: str) -> str:
+    return f"{PREFIX}:tenant:{tenant}"
+
+
+def principal_history(tenant: str, principal: str) -> str:
     """The key's latest submitted jobs (sorted set by submission time), for `GET /v1/jobs`."""
-    return f"{PREFIX}:principal:{principal}:history"
+    return f"{_tenant(tenant)}:principal:{principal}:history"
 
 
-def backfill(backfill_id: str) -> str:
+def backfill(tenant: str, backfill_id: str) -> str:
     """Hash with the backfill record: owner, request, created_at, items (JSON)."""
-    return f"{PREFIX}:backfill:{backfill_id}"
+    return f"{_tenant(tenant)}:backfill:{backfill_id}"
 
 
-def backfill_idempotency(owner: str, key: str) -> str:
+def backfill_idempotency(tenant: str, owner: str, key: str) -> str:
     """The backfill id an `Idempotency-Key` of this owner created."""
-    return f"{PREFIX}:backfill:idem:{owner}:{key}"
+    return f"{_tenant(tenant)}:backfill-idem:{owner}:{key}"
 
 
 def analysed_request(content_hash: str) -> str:
-    """The job id that analyses a normalized request (`shared.backfill.request_hash`)."""
+    """The job id that analyses a normalized request (`shared.backfill.request_hash`, which
+    hashes the owner and tenant in: no tenant is served another's job)."""
     return f"{PREFIX}:analysed:{content_hash}"
 
 
-def findings(namespace: str) -> str:
+def findings(tenant: str, namespace: str) -> str:
     """Hash of the namespace's findings: template fingerprint → Finding (JSON)."""
+    return f"{_tenant(tenant)}:findings:{namespace}"
+
+
+def findings_namespaces(tenant: str) -> str:
+    """Set of the tenant's namespaces that have findings (their hashes may have expired)."""
+    return f"{_tenant(tenant)}:findings-namespaces"
+
+
+def webhook_deliveries(tenant: str) -> str:
+    """List of the latest webhook deliveries of the tenant's findings (JSON: finding, job,
+    attempts, outcome), newest first."""
+    return f"{_tenant(tenant)}:webhook:deliveries"
+
+
+# Before tenants: findings per namespace name only. `shared.findings_store` moves them into
+# the default tenant's keys (and deletes them) on the API's start and before any read.
+LEGACY_FINDINGS_NAMESPACES = f"{PREFIX}:findings:namespaces"
+
+
+def legacy_findings(namespace: str) -> str:
     return f"{PREFIX}:findings:{namespace}"
 
 
-FINDINGS_NAMESPACES = f"{PREFIX}:findings:namespaces"
-WEBHOOK_DELIVERIES = f"{PREFIX}:webhook:deliveries"
-"""List of the latest webhook deliveries (JSON: finding, job, attempts, outcome), newest first."""
+# Before tenants too: a key's history and its backfills, which `api.legacy` moves into the
+# tenant of the key that owns them when that key reads them.
+def legacy_principal_history(principal: str) -> str:
+    return f"{PREFIX}:principal:{principal}:history"
+
+
+def legacy_backfill(backfill_id: str) -> str:
+    return f"{PREFIX}:backfill:{backfill_id}"

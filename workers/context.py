@@ -12,6 +12,7 @@ from redis.retry import Retry
 from shared.job_store import JobStore
 from shared.retry import RetryPolicy
 from shared.settings import Settings, get_settings
+from shared.tenancy import loki_tenant
 from workers.llm.client import LlamaClient
 from workers.sources import LogSource
 from workers.sources.files import FileSource
@@ -93,5 +94,5 @@ def log_source(tenant: str = "") -> LogSource:
         retry=RetryPolicy(attempts=cfg.loki_max_retries, base_s=0.5, cap_s=30.0),
         timeout_s=cfg.loki_timeout_s,
         parallelism=cfg.loki_parallelism,
-        tenant=tenant or cfg.loki_tenant or None,
+        tenant=loki_tenant(tenant, cfg),
     )

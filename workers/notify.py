@@ -1,5 +1,6 @@
-"""Tell a webhook about each new finding, once: a JSON body signed with HMAC-SHA256, retried
-with backoff, and every delivery (or its failure) recorded in Redis."""
+"""Tell a webhook about each new finding, once: a JSON body (naming the finding's tenant)
+signed with HMAC-SHA256, retried with backoff, and every delivery (or its failure) recorded
+in Redis among the tenant's deliveries."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def payload(finding: Finding, job_id: str) -> bytes:
-    event = {"event": "new_finding", "job_id": job_id, "finding": finding.model_dump(mode="json")}
+def payload(finding: Finding, job_id: str, tenant: str) -> bytes:
+    event = {
+        "event": "new_finding",
+        "tenant": tenant,
+        "job_id": job_id,
+        "finding": finding.model_dump(mode="json"),
+    }
     return json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -43,6 +49,7 @@ def deliver(
     findings: Sequence[Finding],
     job_id: str,
     *,
+    tenant: str,
     retry: RetryPolicy = RETRY,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
@@ -50,7 +57,7 @@ def deliver(
     raised: a webhook that is down must not fail the job that found something."""
     delivered = 0
     for finding in findings:
-        body = payload(finding, job_id)
+        body = payload(finding, job_id, tenant)
         headers = {"Content-Type": "application/json"}
         if secret:
             headers[SIGNATURE_HEADER] = signature(secret, body)
@@ -83,8 +90,9 @@ def deliver(
             "attempts": attempts,
             "outcome": outcome,
         }
+        deliveries = redis_keys.webhook_deliveries(tenant)
         with client.pipeline(transaction=False) as pipe:
-            pipe.lpush(redis_keys.WEBHOOK_DELIVERIES, json.dumps(record))
-            pipe.ltrim(redis_keys.WEBHOOK_DELIVERIES, 0, DELIVERIES_KEPT - 1)
+            pipe.lpush(deliveries, json.dumps(record))
+            pipe.ltrim(deliveries, 0, DELIVERIES_KEPT - 1)
             pipe.execute()
     return delivered

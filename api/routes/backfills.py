@@ -24,9 +24,10 @@ from api.backfills import (
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
 from api.routes.jobs import parse_last_event_id
-from shared.errors import ForbiddenError
-from shared.findings_store import known_namespaces, list_findings
+from shared.errors import ForbiddenError, InvalidQueryError
+from shared.findings_store import known_namespaces, list_findings, migrate_legacy_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
+from shared.tenancy import data_tenant
 
 router = APIRouter(tags=["backfills"], responses=ERROR_RESPONSES)
 BACKFILL_POLL_S = 1.0  # items end seconds apart; their job records are the source of truth
@@ -121,9 +122,22 @@ async def findings(
     state: StateDep,
     principal: PrincipalDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
-    since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="last seen at or after; RFC 3339 with a time zone (e.g. ...Z)"),
+    ] = None,
 ) -> list[Finding]:
-    """Findings by (namespace, template fingerprint), most recently seen first."""
+    """Findings of the key's tenant by (namespace, template fingerprint), most recently seen
+    first."""
+    if since is not None and since.tzinfo is None:
+        # Like every time the API takes: a naive one is refused, never guessed.
+        raise InvalidQueryError(
+            "since", "since needs a time zone (e.g. 2026-11-24T06:00:00Z)", location="query"
+        )
+    settings = state.settings
+    # Findings stored before tenants belong to the default tenant: move them before reading.
+    await migrate_legacy_findings(state.redis, data_tenant(None, settings), settings.findings_ttl_s)
+    tenant = principal.data_tenant(settings)
     if namespace is not None:
         if not principal.allows(namespace):
             raise ForbiddenError(
@@ -131,5 +145,6 @@ async def findings(
             )
         namespaces = [namespace]
     else:
-        namespaces = [n for n in await known_namespaces(state.redis) if principal.allows(n)]
-    return await list_findings(state.redis, namespaces, since)
+        known = await known_namespaces(state.redis, tenant)
+        namespaces = [n for n in known if principal.allows(n)]
+    return await list_findings(state.redis, tenant, namespaces, since)

@@ -21,6 +21,7 @@ from api.audit import audit
 from api.auth import PrincipalDep
 from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
+from api.legacy import adopt_history
 from api.streaming import job_events
 from api.submit import submit_job
 from shared import redis_keys
@@ -34,6 +35,7 @@ from shared.schemas import (
     JobView,
 )
 from shared.telemetry import tracer
+from shared.tenancy import data_tenant
 from shared.validation import validate_request
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -97,29 +99,43 @@ async def create_job(
 
 
 async def owned_job(state: AppState, principal: Principal, job_id: str, action: str) -> None:
-    """Raise JobNotFoundError (404) unless the job exists and `principal` may see it: another
-    key's job answers exactly like one that does not exist."""
+    """Raise JobNotFoundError (404) unless the job exists and `principal` may see it: a job of
+    another key (or tenant) answers exactly like one that does not exist."""
     owner = await state.store.owner(job_id)
-    if owner is not None and principal.may_see(owner):
+    if owner is None:
+        raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
+    stored = await state.redis.hget(redis_keys.job(job_id), "tenant")
+    tenant = data_tenant(_text(stored) if stored else None, state.settings)
+    if tenant != principal.data_tenant(state.settings):
+        reason = "other_tenant"
+    elif not principal.may_see(owner):
+        reason = "not_owner"
+    else:
         return
-    if owner is not None:
-        await audit(state.redis, principal, action, "denied", job_id=job_id, reason="not_owner")
+    await audit(state.redis, principal, action, "denied", job_id=job_id, reason=reason)
     raise JobNotFoundError(f"job {job_id} not found", job_id=job_id)
 
 
 @router.get("", response_model=list[JobSummary])
 async def list_jobs(state: StateDep, principal: PrincipalDep) -> list[JobSummary]:
     """The caller's latest jobs (up to 100), newest first; expired ones are left out."""
-    members = await state.redis.zrevrange(redis_keys.principal_history(principal.id), 0, -1)
+    tenant = principal.data_tenant(state.settings)
+    await adopt_history(state.redis, tenant, principal.id, state.settings.job_ttl_s)
+    history = redis_keys.principal_history(tenant, principal.id)
+    members = await state.redis.zrevrange(history, 0, -1)
     ids = [_text(m) for m in members if isinstance(m, bytes | str)]
     async with state.redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(redis_keys.job(job_id), ["status", "request", "created_at", "summary"])
+            pipe.hmget(
+                redis_keys.job(job_id), ["status", "request", "created_at", "summary", "tenant"]
+            )
         rows = await pipe.execute()
     jobs = []
-    for job_id, (status, request, created_at, summary) in zip(ids, rows, strict=True):
+    for job_id, (status, request, created_at, summary, job_tenant) in zip(ids, rows, strict=True):
         if status is None or request is None:
             continue
+        if data_tenant(_text(job_tenant) if job_tenant else None, state.settings) != tenant:
+            continue  # made before the key moved to this tenant
         asked = AnalysisRequest.model_validate_json(request)
         facts = json.loads(summary) if summary else {}
         jobs.append(

@@ -75,10 +75,10 @@ def test_keys_rotate_from_a_file_without_restart(
     keyfile = tmp_path / "keys"
     keyfile.write_text(f"# rotated by ops\n{sha(KEY_A)}\n")
     client = make_client(api_keys_file=str(keyfile))
-    assert client.get("/metrics", headers={"X-API-Key": KEY_A}).status_code == 200
+    assert client.get("/v1/jobs", headers={"X-API-Key": KEY_A}).status_code == 200
     keyfile.write_text(f"{sha(KEY_B)}\n\n")
-    assert client.get("/metrics", headers={"X-API-Key": KEY_A}).status_code == 401
-    assert client.get("/metrics", headers={"X-API-Key": KEY_B}).status_code == 200
+    assert client.get("/v1/jobs", headers={"X-API-Key": KEY_A}).status_code == 401
+    assert client.get("/v1/jobs", headers={"X-API-Key": KEY_B}).status_code == 200
 
 
 def test_submissions_per_minute_are_limited(make_client: Any) -> None:

@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from cli.harness import wait_until
+from shared import redis_keys
+from shared.tenancy import DEFAULT_TENANT
 from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -304,7 +306,9 @@ def test_a_new_finding_is_sent_to_the_webhook_once_and_signed(fresh_stack: Servi
         assert headers["X-Log-Analyzer-Signature"] == expected
         event = json.loads(body)
         assert event["event"] == "new_finding" and event["finding"]["namespace"] == "shop"
-    deliveries = [json.loads(d) for d in fresh_stack.redis.lrange("la:webhook:deliveries", 0, -1)]
+        assert event["tenant"] == DEFAULT_TENANT
+    stored = fresh_stack.redis.lrange(redis_keys.webhook_deliveries(DEFAULT_TENANT), 0, -1)
+    deliveries = [json.loads(d) for d in stored]
     assert [d["outcome"] for d in deliveries] == ["delivered"] * len(causes)
 
 

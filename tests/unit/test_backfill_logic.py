@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from shared.backfill import absorb, item_count, item_request, request_hash, rollup, windows
+from shared.backfill import (
+    absorb,
+    item_count,
+    item_request,
+    merge_findings,
+    request_hash,
+    rollup,
+    windows,
+)
 from shared.schemas import JobStatus, Level
 from shared.schemas.backfills import (
     BackfillItem,
@@ -120,3 +128,33 @@ def test_a_finding_absorbs_sightings_once_each() -> None:
     assert (second.sightings, second.lines, second.level) == (2, 4, Level.FATAL)
     assert second.first_seen == T0 and second.last_seen == T0 + timedelta(hours=4)
     assert seen(second, "j2", 3, Level.ERROR) is None  # that job was counted already
+
+
+def sighted(job: str, hour: int, count: int = 2) -> Sighting:
+    start = T0 + timedelta(hours=hour)
+    return Sighting(job_id=job, start=start, end=start + timedelta(hours=1), count=count)
+
+
+def finding(template: str, level: Level, *sightings: Sighting) -> Finding:
+    return Finding(
+        namespace="shop",
+        fingerprint="fp",
+        template=template,
+        level=level,
+        first_seen=min(s.start for s in sightings),
+        last_seen=max(s.end for s in sightings),
+        sightings=len(sightings),
+        lines=sum(s.count for s in sightings),
+        recent=list(sightings),
+    )
+
+
+def test_two_records_of_a_finding_merge_and_a_shared_sighting_counts_once() -> None:
+    stored_before = finding("disk full", Level.FATAL, sighted("j1", 0), sighted("j2", 1, 5))
+    stored_since = finding("disk full: /data", Level.ERROR, sighted("j2", 1, 5), sighted("j3", 4))
+    merged = merge_findings(stored_since, stored_before)
+    assert (merged.sightings, merged.lines) == (3, 2 + 5 + 2)
+    assert [s.job_id for s in merged.recent] == ["j3", "j2", "j1"]  # newest first
+    assert merged.level is Level.FATAL and merged.template == "disk full: /data"
+    assert merged.first_seen == T0 and merged.last_seen == T0 + timedelta(hours=5)
+    assert merge_findings(stored_before, stored_since).model_dump() == merged.model_dump()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import http.server
 import importlib
 import importlib.util
@@ -43,6 +44,7 @@ import pytest
 import yaml
 
 import shared.queues
+from api.access import parse_key_file
 from shared import metrics as app_metrics
 from shared.settings import Settings
 
@@ -691,6 +693,23 @@ def test_compose_files_and_services_fit_together() -> None:
     for label in ("namespace", "pod", "container"):
         assert f'target_label  = "{label}"' in alloy
     assert "http://loki:3100/loki/api/v1/push" in alloy
+
+
+def test_prometheus_scrapes_the_api_with_a_key_that_may_read_metrics() -> None:
+    # /metrics takes an admin or a metrics key: the scrape sends one the compose API accepts.
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "log-analyzer-api"]
+    assert job["authorization"]["type"] == "Bearer"
+    token = job["authorization"]["credentials"]
+    api = compose()["services"]["api"]
+    mounted = {
+        target: ROOT / source
+        for source, target, *_ in (volume.split(":") for volume in api.get("volumes", []))
+    }
+    key_file = mounted[compose_env(api)["API_KEYS_FILE"]]
+    principal = parse_key_file(key_file.read_text()).get(hashlib.sha256(token.encode()).hexdigest())
+    assert principal is not None, f"{key_file} has no entry for Prometheus's key"
+    assert principal.may_read_metrics and not principal.may_use_data  # a metrics key
 
 
 def test_flower_never_runs_without_auth() -> None:

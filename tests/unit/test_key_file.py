@@ -43,6 +43,17 @@ def test_analysts_see_their_own_jobs_and_admins_every_job() -> None:
     assert admin.may_see("someone-else") and LOCAL.may_see("anyone")
 
 
+def test_a_metrics_key_may_read_the_metrics_and_nothing_else() -> None:
+    entry = {"name": "prometheus", "sha256": sha("scrape"), "role": "metrics"}
+    (scraper,) = parse_key_file(json.dumps({"keys": [entry]})).values()
+    (analyst,) = parse_key_file(scoped_file()).values()
+    (admin,) = parse_key_file(scoped_file(role="admin")).values()
+    assert scraper.may_read_metrics and not scraper.may_use_data
+    assert not scraper.allows("anything") and not scraper.may_see(scraper.id + "x")
+    assert admin.may_read_metrics and admin.may_use_data and LOCAL.may_read_metrics
+    assert not analyst.may_read_metrics and analyst.may_use_data
+
+
 def test_limits_override_the_global_settings_one_by_one() -> None:
     (principal,) = parse_key_file(scoped_file(limits={"max_streams": 3})).values()
     limits = principal.effective_limits(Settings(max_active_jobs_per_key=7))
@@ -54,6 +65,9 @@ def test_limits_override_the_global_settings_one_by_one() -> None:
     [
         ({"namespaces": ["payments-(?P<x"]}, "named capture"),
         ({"namespaces": []}, "at least 1"),
+        ({"namespaces": None}, "namespaces"),
+        ({"role": "metrics"}, "metrics key reads /metrics only"),
+        ({"role": "metrics", "namespaces": [], "tenant": "team-a"}, "no tenant"),
         ({"role": "root"}, "role"),
         ({"sha256": "abc"}, "sha256"),
         ({"limits": {"max_jobs": 1}}, "max_jobs"),

@@ -28,6 +28,7 @@ from shared.schemas import (
 )
 from shared.settings import Settings
 from shared.telemetry import ContextFilter, log_context
+from shared.tenancy import DEFAULT_TENANT
 from tests.support.incident import job_request
 from workers.middleware import CHAIN
 from workers.middleware import tracing as tracing_module
@@ -339,7 +340,7 @@ def result_with_cause(fingerprint: str = "fp-disk") -> JobResult:
 
 
 def stored_findings(store: JobStore) -> dict[str, Any]:
-    raw = store.redis.hgetall(redis_keys.findings("shop"))
+    raw = store.redis.hgetall(redis_keys.findings(DEFAULT_TENANT, "shop"))
     return {str(k): json.loads(v) for k, v in raw.items()}
 
 

@@ -15,6 +15,7 @@ from shared.schemas import Level
 from shared.schemas.backfills import Finding
 from workers.notify import SIGNATURE_HEADER, deliver
 
+TENANT = "team-a"
 T0 = datetime(2026, 11, 24, 6, tzinfo=UTC)
 FINDING = Finding(
     namespace="shop", fingerprint="fp", template="disk full", level=Level.ERROR,
@@ -23,7 +24,7 @@ FINDING = Finding(
 
 
 def recorded(client: fakeredis.FakeRedis) -> list[dict[str, object]]:
-    return [json.loads(r) for r in client.lrange(redis_keys.WEBHOOK_DELIVERIES, 0, -1)]
+    return [json.loads(r) for r in client.lrange(redis_keys.webhook_deliveries(TENANT), 0, -1)]
 
 
 def test_a_5xx_is_retried_and_the_body_is_signed() -> None:
@@ -37,13 +38,21 @@ def test_a_5xx_is_retried_and_the_body_is_signed() -> None:
     client = fakeredis.FakeRedis()
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         sent = deliver(
-            http, client, "http://hook", "shh", [FINDING], "job-1", sleep=lambda _s: None
+            http,
+            client,
+            "http://hook",
+            "shh",
+            [FINDING],
+            "job-1",
+            tenant=TENANT,
+            sleep=lambda _s: None,
         )
     assert sent == 1 and len(seen) == 3
     body = seen[-1].content
     assert seen[-1].headers[SIGNATURE_HEADER] == (
         "sha256=" + hmac.new(b"shh", body, hashlib.sha256).hexdigest()
     )
+    assert json.loads(body)["tenant"] == TENANT  # one URL hears every tenant: say whose
     (record,) = recorded(client)
     assert (record["outcome"], record["attempts"], record["fingerprint"]) == ("delivered", 3, "fp")
 
@@ -52,7 +61,16 @@ def test_a_webhook_that_stays_down_is_recorded_not_raised() -> None:
     client = fakeredis.FakeRedis()
     transport = httpx.MockTransport(lambda request: httpx.Response(500))
     with httpx.Client(transport=transport) as http:
-        sent = deliver(http, client, "http://hook", "", [FINDING], "job-1", sleep=lambda _s: None)
+        sent = deliver(
+            http,
+            client,
+            "http://hook",
+            "",
+            [FINDING],
+            "job-1",
+            tenant=TENANT,
+            sleep=lambda _s: None,
+        )
     assert sent == 0
     (record,) = recorded(client)
     assert str(record["outcome"]).startswith("failed") and record["attempts"] == 5
@@ -62,6 +80,15 @@ def test_a_4xx_is_not_retried() -> None:
     client = fakeredis.FakeRedis()
     transport = httpx.MockTransport(lambda request: httpx.Response(410))
     with httpx.Client(transport=transport) as http:
-        deliver(http, client, "http://hook", "", [FINDING], "job-1", sleep=lambda _s: None)
+        deliver(
+            http,
+            client,
+            "http://hook",
+            "",
+            [FINDING],
+            "job-1",
+            tenant=TENANT,
+            sleep=lambda _s: None,
+        )
     (record,) = recorded(client)
     assert (record["outcome"], record["attempts"]) == ("refused 410", 1)
