@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 import api.auth
 from api.main import create_app
+from cli.harness import wait_until
 from shared.settings import Settings
 from tests.support.incident import job_request
+from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +36,9 @@ def make_client(redis_url: str) -> Iterator[Any]:
     clients: list[TestClient] = []
 
     def build(**overrides: Any) -> TestClient:
+        app_options = {k: overrides.pop(k) for k in ("bind_host",) if k in overrides}
         settings = Settings(redis_url=redis_url, otel_sdk_disabled=True, **overrides)
-        client = TestClient(create_app(settings, enqueue=lambda job_id: None))
+        client = TestClient(create_app(settings, enqueue=lambda job_id: None, **app_options))
         client.__enter__()
         clients.append(client)
         return client
@@ -151,3 +157,62 @@ def test_keys_never_reach_the_logs(make_client: Any, capsys: pytest.CaptureFixtu
     logged = capsys.readouterr().err
     assert '"message": "job queued"' in logged, "nothing was logged: the check proves nothing"
     assert KEY_A not in logged and KEY_B not in logged
+
+
+# --- failing closed (issue 20.10) ----------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20.10: an unusable key file means local mode")
+@pytest.mark.parametrize(
+    "content",
+    ["", "# every key removed\n", '{"keys": []}', '{"keys": [{"name": "half-writ', None],
+    ids=["empty", "comments-only", "no-keys", "unparsable", "missing"],
+)
+def test_an_unusable_key_file_refuses_every_request(
+    make_client: Any, tmp_path: Path, content: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    keyfile = tmp_path / "keys"
+    if content is not None:
+        keyfile.write_text(content)
+    with caplog.at_level(logging.ERROR, logger="api.auth"):
+        client = make_client(api_keys_file=str(keyfile), api_no_auth=True)
+        for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/metrics")):
+            response = client.request(
+                method, path, json=job_request(), headers={"X-API-Key": KEY_A}
+            )
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["code"] == "keys_unavailable"
+    assert client.get("/health").status_code == 200
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(str(keyfile) in line for line in logged), logged
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20.10: no key configured means local admin")
+def test_without_keys_only_an_explicit_loopback_no_auth_mode_serves(make_client: Any) -> None:
+    with pytest.raises(Exception, match="API_NO_AUTH"):
+        make_client()
+    with pytest.raises(Exception, match="loopback"):
+        make_client(api_no_auth=True, bind_host="0.0.0.0")
+    # TestClient's addresses are no loopback ones: the explicit setting is what grants access.
+    local = make_client(api_no_auth=True, bind_host="127.0.0.1")
+    assert local.post("/v1/jobs", json=job_request()).status_code == 202
+
+
+@pytest.mark.xfail(strict=True, reason="issue 20.10: a loopback peer gets local admin")
+def test_a_request_through_a_local_proxy_gets_nothing_without_keys(
+    fresh_stack: ServiceStack,
+) -> None:
+    # A same-pod proxy or a port-forward reaches the API on loopback, like the demo's client.
+    url = fresh_stack.start_api(API_NO_AUTH="false")
+    process = fresh_stack.api_process()
+
+    def settled() -> str | None:
+        if not process.running():
+            return "exited"
+        with contextlib.suppress(httpx.HTTPError):
+            return str(httpx.post(f"{url}/v1/jobs", json=job_request(), timeout=2).status_code)
+        return None
+
+    outcome = wait_until(settled, 30, "the API neither answered nor exited")
+    assert outcome == "exited", f"a loopback request without a key got {outcome}"
+    assert "API_NO_AUTH" in process.tail()
