@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth import KeyRing, authenticate
+from api.auth import KeyRing, authenticate, check_auth_mode
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.hub import EventHub
@@ -56,10 +56,16 @@ async def check_eviction_policy(client: aredis.Redis) -> str | None:
 
 
 def create_app(
-    settings: Settings | None = None, enqueue: Callable[[str], None] | None = None
+    settings: Settings | None = None,
+    enqueue: Callable[[str], None] | None = None,
+    *,
+    bind_host: str | None = None,
 ) -> FastAPI:
-    """The API app; `enqueue` defaults to publishing the Celery chain."""
+    """The API app; `enqueue` defaults to publishing the Celery chain. `bind_host` is the
+    address the server binds (None: unknown); raises ConfigurationError for settings that
+    would serve without keys by accident (`api.auth.check_auth_mode`)."""
     settings = settings or get_settings()
+    check_auth_mode(settings, bind_host)
     telemetry.setup_logging(settings.log_level)
     provider = telemetry.setup_tracing(SERVICE_NAME, settings)
     if provider is not None:
@@ -72,7 +78,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = aredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
+            settings.redis_url.get_secret_value(),
             max_connections=settings.redis_max_connections,
             timeout=settings.enqueue_timeout_s,
             socket_connect_timeout=2,
@@ -106,7 +112,7 @@ def create_app(
             hub=hub,
             enqueue=interactive,
             enqueue_backfill=backfill,
-            keys=KeyRing(settings.api_keys, settings.api_keys_file),
+            keys=KeyRing(settings.api_keys, settings.api_keys_file, no_auth=settings.api_no_auth),
             streams=StreamLimiter(),
         )
         background = [
@@ -152,5 +158,6 @@ def create_app(
 
 
 def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory api.main:app_factory`."""
+    """Entry point for `uvicorn --factory api.main:app_factory` (keys required: started this
+    way the app cannot know the address it binds; `python -m api` can)."""
     return create_app()

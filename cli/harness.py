@@ -325,12 +325,11 @@ def worker_argv(
 
 
 def api_argv(port: int) -> list[str]:
+    # `python -m api` tells the app the address it binds: no-auth mode needs loopback.
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--factory",
-        "api.main:app_factory",
+        "api",
         "--host",
         "127.0.0.1",
         "--port",
@@ -518,5 +517,7 @@ def local_env(redis_url: str, llama_url: str, **overrides: str) -> dict[str, str
         "MODEL_NAME": MODEL_NAME,
         "DEPLOYMENT_ENVIRONMENT": "local",
         "OTEL_SDK_DISABLED": "true",
+        # No keys: the API serves only this machine (it binds 127.0.0.1), as one local admin.
+        "API_NO_AUTH": "true",
         **overrides,
     }
