@@ -172,18 +172,47 @@ def job_trace_links(traceparent: str) -> list[Link]:
     return [Link(span_context)] if span_context.is_valid else []
 
 
+# The highest seq Redis can count to (HINCRBY is signed 64-bit).
+MAX_EVENT_ID = 2**63 - 1
+
+
 def parse_last_event_id(value: str | None) -> int:
+    """The event id a client resumes after (0: from the start); raises InvalidQueryError (422,
+    naming the header) for anything but a decimal event id (int() would take '+3', '1_0', '٣'
+    and ids Redis cannot hold)."""
     if value is None or value == "":
         return 0
-    try:
-        seq = int(value)
-    except ValueError:
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_EVENT_ID)):
         seq = -1
-    if seq < 0:
+    else:
+        seq = int(value)
+    if not 0 <= seq <= MAX_EVENT_ID:
         raise InvalidQueryError(
-            "Last-Event-ID", "Last-Event-ID must be a non-negative integer", location="header"
+            "Last-Event-ID",
+            f"Last-Event-ID must be an event id: decimal digits, at most {MAX_EVENT_ID}",
+            location="header",
         )
     return seq
+
+
+async def nothing_after(state: AppState, job_id: str, after: int) -> bool:
+    """Whether a client that has seen event `after` has seen everything: the job ended and
+    `after` is its last event or beyond. Raises InvalidQueryError when `after` is past the
+    last event of a job still running (the stream would skip what comes up to it)."""
+    if after == 0:
+        return False
+    last, status = await state.store.progress(job_id)
+    if after < last:
+        return False
+    if status is not None and status.terminal:
+        return True
+    if after > last:
+        raise InvalidQueryError(
+            "Last-Event-ID",
+            f"Last-Event-ID {after} is past this job's last event ({last})",
+            location="header",
+        )
+    return False
 
 
 @router.get(
@@ -194,7 +223,11 @@ def parse_last_event_id(value: str | None) -> int:
             "description": "The job's events (stage, token, retry, result, error, "
             "cancelled, done), each with a strictly increasing `id:`.",
             "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
-        }
+        },
+        204: {
+            "description": "Last-Event-ID is the last event of an ended job, or past it: "
+            "there is nothing more to send (an EventSource stops reconnecting)."
+        },
     },
     response_class=EventSourceResponse,
 )
@@ -203,10 +236,13 @@ async def stream_job_events(
     state: StateDep,
     principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
-    """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail."""
+) -> Response:
+    """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail;
+    204 when Last-Event-ID is at or past the end of an ended job."""
     after = parse_last_event_id(last_event_id)
     await owned_job(state, principal, job_id, "stream")  # 404 before the stream starts
+    if await nothing_after(state, job_id, after):
+        return Response(status_code=204)
     links = job_trace_links(await state.store.traceparent(job_id))
     state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
     # Set on shutdown (by sse-starlette) or when the key is revoked (by the watch below).
