@@ -23,7 +23,8 @@ from api.backfills import (
 )
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
-from api.routes.jobs import parse_last_event_id
+from api.key_watch import access_lost
+from api.routes.jobs import parse_last_event_id, stream_error
 from shared.errors import ForbiddenError
 from shared.findings_store import known_namespaces, list_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
@@ -80,6 +81,11 @@ async def backfill_events(
         sent = after
         last_totals = None
         while True:
+            lost = access_lost(state.keys, principal)  # checked every BACKFILL_POLL_S
+            if lost is not None:
+                await audit(state.redis, principal, "stream", "revoked", job_id=backfill_id)
+                yield stream_error(*lost)
+                return
             view = await view_backfill(state, record, backfill_id)
             ended = ended_in_order(view)
             for n, item in enumerate(ended[sent:], start=sent + 1):

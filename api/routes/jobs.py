@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,12 +14,12 @@ from opentelemetry.trace import Link, get_current_span
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api import auth
 from api.access import Principal
 from api.audit import audit
 from api.auth import PrincipalDep
 from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
+from api.key_watch import KeyWatch
 from api.streaming import job_events
 from api.submit import submit_job
 from shared import redis_keys
@@ -42,9 +41,6 @@ SSE_RETRY_MS = 2000
 # Time a stream gets, once the server is stopping, to tell its client to resume elsewhere;
 # below uvicorn's --timeout-graceful-shutdown.
 SHUTDOWN_GRACE_S = 1.0
-# How often an open stream checks that its key is still accepted (at least; the key file is
-# re-read every auth.FILE_RECHECK_S).
-KEY_WATCH_MIN_S = 0.2
 # The JSON in each event's `data:` line (an `error` about the stream itself has no seq).
 EVENT_DATA_SCHEMA = {
     "type": "object",
@@ -245,31 +241,26 @@ async def stream_job_events(
         return Response(status_code=204)
     links = job_trace_links(await state.store.traceparent(job_id))
     state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
-    # Set on shutdown (by sse-starlette) or when the key is revoked (by the watch below).
+    # Set on shutdown (by sse-starlette) or when the key is no longer accepted (by the watch).
     stop = anyio.Event()
-    revoked = anyio.Event()
-
-    async def watch_key() -> None:
-        while state.keys.still_valid(principal):
-            await asyncio.sleep(max(auth.FILE_RECHECK_S, KEY_WATCH_MIN_S))
-        revoked.set()
-        stop.set()
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
-        watcher = asyncio.create_task(watch_key())
+        watch = KeyWatch(state.keys, principal, stop)
         try:
-            with tracer().start_as_current_span("follow_job", links=links) as span:
-                span.set_attribute("job.id", job_id)
-                span.set_attribute("sse.last_event_id", after)
-                async for event in job_events(job_id, after, state.store, state.hub, stop=stop):
-                    yield ServerSentEvent(
-                        data=event.to_json(), event=event.type.value, id=str(event.seq)
-                    )
+            async with watch:
+                with tracer().start_as_current_span("follow_job", links=links) as span:
+                    span.set_attribute("job.id", job_id)
+                    span.set_attribute("sse.last_event_id", after)
+                    events = job_events(job_id, after, state.store, state.hub, stop=stop)
+                    async for event in events:
+                        yield ServerSentEvent(
+                            data=event.to_json(), event=event.type.value, id=str(event.seq)
+                        )
         except StreamError as exc:
-            if revoked.is_set():
+            if watch.lost is not None:
                 await audit(state.redis, principal, "stream", "revoked", job_id=job_id)
-                yield stream_error("key_revoked", "the API key of this stream was revoked")
+                yield stream_error(*watch.lost)
             else:
                 yield stream_error(exc.code, exc.message)
         except (RedisError, OSError):
@@ -277,7 +268,6 @@ async def stream_job_events(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
             )
         finally:
-            watcher.cancel()
             state.streams.release(principal.id)
 
     return EventSourceResponse(

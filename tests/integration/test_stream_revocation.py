@@ -67,7 +67,6 @@ def read_until_revoked(response: httpx.Response, stack: ServiceStack, opened: st
     return text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.3: revocation does not stop analyze/stream")
 def test_a_revoked_key_loses_its_analyze_stream(keyed_stack: ServiceStack) -> None:
     url = f"{keyed_stack.api_url}/v1/analyze/stream"
     timeout = httpx.Timeout(10, read=BOUND_S + 2)
@@ -88,7 +87,6 @@ def test_a_revoked_key_loses_its_analyze_stream(keyed_stack: ServiceStack) -> No
     assert again.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.3: revocation does not stop backfill events")
 def test_a_revoked_key_loses_its_backfill_stream(keyed_stack: ServiceStack) -> None:
     body = {
         "namespaces": ["shop"],
