@@ -23,7 +23,7 @@ from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
 from api.producer import Producer
 from api.reaper import run_reaper
-from api.routes import analyze, backfills, health, jobs, metrics, namespaces, ui
+from api.routes import analyze, backfills, docs, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
 from shared.job_store import AsyncJobStore
 from shared.settings import Settings, get_settings
@@ -137,7 +137,16 @@ def create_app(
             await pool.disconnect()
             telemetry.shutdown_tracing()
 
-    app = FastAPI(title="log-analyzer", version=__version__, lifespan=lifespan)
+    # /docs is served from a package under the page's CSP (api.routes.docs); FastAPI's own
+    # pages load Swagger UI and ReDoc from a CDN.
+    app = FastAPI(
+        title="log-analyzer",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     install_error_handlers(app)
     protected = [Depends(authenticate)]
     app.include_router(health.router)
@@ -146,6 +155,7 @@ def create_app(
     app.include_router(backfills.router, dependencies=protected)
     app.include_router(namespaces.router, dependencies=protected)
     app.include_router(ui.router)
+    app.include_router(docs.router)
     app.include_router(metrics.router, dependencies=protected)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.integration
 KEY = f"docs-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.9: /docs loads Swagger UI from a CDN")
 def test_the_docs_page_works_offline_under_the_csp(stack: ServiceStack) -> None:
     browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser_path, "Chromium is missing: `make test` installs Debian's chromium package"
