@@ -450,8 +450,9 @@ class Harness:
     ) -> str:
         """Start the API; with `wait_ready`, wait until `/ready` (Redis up, a worker alive)."""
         port = port or free_port()
-        self.spawn(name, api_argv(port), env)
         url = f"http://127.0.0.1:{port}"
+        # The URLs the API hands out (status_url, events_url) point where it was started.
+        self.spawn(name, api_argv(port), {"PUBLIC_URL": url, **(env or {})})
         if wait_ready:
             self.wait_http(url + "/ready", timeout, f"{name} (with a worker)")
         self.urls[name] = url

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # (a mounted Secret, re-read when it changes: keys rotate without a restart).
     api_keys: list[str] = Field(default_factory=list)
     api_keys_file: str = ""
+    # The API's address as clients reach it (e.g. https://logs.example.org/analyzer): the base
+    # of status_url, events_url and Location. Empty: paths from the root, never the Host header.
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
     # Serve without keys, every request as one local admin, when no key is configured: for
     # local development only; the API refuses to start with it unless it binds loopback.
     api_no_auth: bool = False

@@ -22,6 +22,7 @@ from api.errors import ERROR_RESPONSES
 from api.key_watch import KeyWatch
 from api.streaming import job_events
 from api.submit import submit_job
+from api.urls import public_url
 from shared import redis_keys
 from shared.errors import InvalidQueryError, JobNotFoundError, StreamError
 from shared.schemas import (
@@ -82,13 +83,13 @@ async def create_job(
     """Validate the request, queue the pipeline and answer at once with where to follow it."""
     validate_request(body, state.settings)
     job_id = await submit_job(state, body, principal)
-    status_url = str(request.url_for("get_job", job_id=job_id))
+    status_url = public_url(request, state.settings, "get_job", job_id=job_id)
     response.headers["Location"] = status_url
     return JobAccepted(
         job_id=job_id,
         status=JobStatus.QUEUED,
         status_url=status_url,
-        events_url=str(request.url_for("job_events_stream", job_id=job_id)),
+        events_url=public_url(request, state.settings, "job_events_stream", job_id=job_id),
     )
 
 

@@ -77,7 +77,6 @@ def client(redis_url: str) -> Iterator[Any]:
         built.__exit__(None, None, None)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.9: status_url is built from the Host header")
 def test_urls_handed_out_never_come_from_the_host_header(client: Any) -> None:
     headers = {"X-API-Key": KEY, "Host": "attacker.example"}
     default = client().post("/v1/jobs", json=job_request(), headers=headers)
