@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from api.auth import KeyRing
+from api.auth import KeyRing, check_auth_mode
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.hub import EventHub
@@ -24,7 +24,7 @@ from api.middleware import BodySizeLimit
 from api.producer import Producer
 from api.reaper import run_reaper
 from api.roles import data_access, metrics_access
-from api.routes import analyze, backfills, health, jobs, metrics, namespaces, ui
+from api.routes import analyze, backfills, docs, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
 from shared.findings_store import migrate_legacy_findings
 from shared.job_store import AsyncJobStore
@@ -68,10 +68,16 @@ async def move_legacy_findings(client: aredis.Redis, settings: Settings) -> None
 
 
 def create_app(
-    settings: Settings | None = None, enqueue: Callable[[str], None] | None = None
+    settings: Settings | None = None,
+    enqueue: Callable[[str], None] | None = None,
+    *,
+    bind_host: str | None = None,
 ) -> FastAPI:
-    """The API app; `enqueue` defaults to publishing the Celery chain."""
+    """The API app; `enqueue` defaults to publishing the Celery chain. `bind_host` is the
+    address the server binds (None: unknown); raises ConfigurationError for settings that
+    would serve without keys by accident (`api.auth.check_auth_mode`)."""
     settings = settings or get_settings()
+    check_auth_mode(settings, bind_host)
     telemetry.setup_logging(settings.log_level)
     provider = telemetry.setup_tracing(SERVICE_NAME, settings)
     if provider is not None:
@@ -84,7 +90,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = aredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
+            settings.redis_url.get_secret_value(),
             max_connections=settings.redis_max_connections,
             timeout=settings.enqueue_timeout_s,
             socket_connect_timeout=2,
@@ -118,7 +124,7 @@ def create_app(
             hub=hub,
             enqueue=interactive,
             enqueue_backfill=backfill,
-            keys=KeyRing(settings.api_keys, settings.api_keys_file),
+            keys=KeyRing(settings.api_keys, settings.api_keys_file, no_auth=settings.api_no_auth),
             streams=StreamLimiter(),
         )
         background = [
@@ -144,7 +150,16 @@ def create_app(
             await pool.disconnect()
             telemetry.shutdown_tracing()
 
-    app = FastAPI(title="log-analyzer", version=__version__, lifespan=lifespan)
+    # /docs is served from a package under the page's CSP (api.routes.docs); FastAPI's own
+    # pages load Swagger UI and ReDoc from a CDN.
+    app = FastAPI(
+        title="log-analyzer",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     install_error_handlers(app)
     protected = [Depends(data_access)]  # authenticated, and not a metrics-only key
     app.include_router(health.router)
@@ -153,6 +168,7 @@ def create_app(
     app.include_router(backfills.router, dependencies=protected)
     app.include_router(namespaces.router, dependencies=protected)
     app.include_router(ui.router)
+    app.include_router(docs.router)
     app.include_router(metrics.router, dependencies=[Depends(metrics_access)])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if provider is not None:
@@ -165,5 +181,6 @@ def create_app(
 
 
 def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory api.main:app_factory`."""
+    """Entry point for `uvicorn --factory api.main:app_factory` (keys required: started this
+    way the app cannot know the address it binds; `python -m api` can)."""
     return create_app()

@@ -325,12 +325,11 @@ def worker_argv(
 
 
 def api_argv(port: int) -> list[str]:
+    # `python -m api` tells the app the address it binds: no-auth mode needs loopback.
     return [
         sys.executable,
         "-m",
-        "uvicorn",
-        "--factory",
-        "api.main:app_factory",
+        "api",
         "--host",
         "127.0.0.1",
         "--port",
@@ -451,8 +450,9 @@ class Harness:
     ) -> str:
         """Start the API; with `wait_ready`, wait until `/ready` (Redis up, a worker alive)."""
         port = port or free_port()
-        self.spawn(name, api_argv(port), env)
         url = f"http://127.0.0.1:{port}"
+        # The URLs the API hands out (status_url, events_url) point where it was started.
+        self.spawn(name, api_argv(port), {"PUBLIC_URL": url, **(env or {})})
         if wait_ready:
             self.wait_http(url + "/ready", timeout, f"{name} (with a worker)")
         self.urls[name] = url
@@ -518,5 +518,7 @@ def local_env(redis_url: str, llama_url: str, **overrides: str) -> dict[str, str
         "MODEL_NAME": MODEL_NAME,
         "DEPLOYMENT_ENVIRONMENT": "local",
         "OTEL_SDK_DISABLED": "true",
+        # No keys: the API serves only this machine (it binds 127.0.0.1), as one local admin.
+        "API_NO_AUTH": "true",
         **overrides,
     }

@@ -6,6 +6,7 @@ import os
 import signal
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urljoin
 
 import httpx
 import typer
@@ -41,7 +42,9 @@ def run_job(api_url: str, body: dict[str, Any], api_key: str | None = None) -> s
             f"job [bold]{accepted['job_id']}[/] ({accepted['status_url']})", soft_wrap=True
         )
         status = "unknown"
-        for event in follow(client, accepted["events_url"], api_key=api_key):
+        # Without PUBLIC_URL the API hands out paths: they are relative to where we asked.
+        events_url = urljoin(f"{api_url}/", accepted["events_url"])
+        for event in follow(client, events_url, api_key=api_key):
             render(event)
             if event.event == "done":
                 status = event.json["data"]["status"]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import typer
@@ -71,7 +72,7 @@ def run_backfill(
     """Submit, show progress until done, print the roll-up; the exit code."""
     accepted = call("POST", f"{api_url}/v1/backfills", api_key, json=body)
     assert isinstance(accepted, dict)
-    url = accepted["status_url"]
+    url = urljoin(f"{api_url}/", accepted["status_url"])  # a path when PUBLIC_URL is unset
     if not as_json:
         console.print(f"backfill [bold]{accepted['backfill_id']}[/]: {accepted['items']} analyses")
     view: dict[str, Any] = {}

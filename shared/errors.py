@@ -64,6 +64,20 @@ class ServiceUnavailableError(LogAnalyzerError):
     code = "service_unavailable"
 
 
+class KeysUnavailableError(ServiceUnavailableError):
+    """Raised when the configured key file is empty, unreadable or unparsable: no key can be
+    checked, so every request is refused until an operator fixes the file (503)."""
+
+    code = "keys_unavailable"
+
+
+class ConfigurationError(LogAnalyzerError):
+    """Raised at start-up when the settings would run the service unsafely (no API keys and
+    no explicit no-auth mode, or no-auth mode on an address other than loopback)."""
+
+    code = "configuration_error"
+
+
 class UpstreamError(LogAnalyzerError):
     """Raised when Loki or the LLM fails in a way that may pass (5xx, 429, timeout); retryable."""
 

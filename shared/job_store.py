@@ -394,6 +394,11 @@ class AsyncJobStore(_Store[aredis.Redis]):
             return None if not await self.redis.exists(redis_keys.job(job_id)) else ""
         return _text(value)
 
+    async def progress(self, job_id: str) -> tuple[int, JobStatus | None]:
+        """The seq of the job's last event and its status (None when there is no such job)."""
+        seq, status = await self.redis.hmget(redis_keys.job(job_id), ["seq", "status"])
+        return int(seq or 0), JobStatus(_text(status)) if status else None
+
     async def traceparent(self, job_id: str) -> str:
         value = await self.redis.hget(redis_keys.job(job_id), "traceparent")
         return _text(value) if value else ""

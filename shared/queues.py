@@ -36,7 +36,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         "unacked_restore_throttle": 1,
     }
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": settings.redis_url.get_secret_value(),
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "visibility_timeout": settings.visibility_timeout_s,

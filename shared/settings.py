@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SCAN_LIMIT = 20_000
@@ -19,8 +19,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
-    # Upstreams (defaults are the in-cluster names of the seed deployment).
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Upstreams (defaults are the in-cluster names of the seed deployment). The Redis URL
+    # carries the Redis password: a secret, shown by no repr or log line.
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     # Connections one API process may open to Redis; requests wait for a free one.
     redis_max_connections: int = Field(default=64, ge=4)
     loki_url: str = "http://loki.monitoring.svc.cluster.local:3100"
@@ -86,7 +87,7 @@ class Settings(BaseSettings):
     # POSTed once per new finding (JSON, HMAC-SHA256 of the body with the secret in the
     # X-Log-Analyzer-Signature header); "" sends nothing.
     notify_webhook_url: str = ""
-    notify_webhook_secret: str = ""
+    notify_webhook_secret: SecretStr = SecretStr("")
     max_backfill_items: int = Field(default=1000, ge=1, le=100_000)
     backfill_reserved_llm_slots: int = Field(default=1, ge=0)
     event_backlog_max: int = 50_000
@@ -107,6 +108,12 @@ class Settings(BaseSettings):
     # (a mounted Secret, re-read when it changes: keys rotate without a restart).
     api_keys: list[str] = Field(default_factory=list)
     api_keys_file: str = ""
+    # The API's address as clients reach it (e.g. https://logs.example.org/analyzer): the base
+    # of status_url, events_url and Location. Empty: paths from the root, never the Host header.
+    public_url: str = Field(default="", pattern=r"^(https?://[^\s/?#]+(/[^\s?#]*)?)?$")
+    # Serve without keys, every request as one local admin, when no key is configured: for
+    # local development only; the API refuses to start with it unless it binds loopback.
+    api_no_auth: bool = False
     max_body_bytes: int = Field(default=65_536, ge=1024)
     max_active_jobs_per_key: int = Field(default=20, ge=1)
     max_streams_per_key: int = Field(default=50, ge=1)

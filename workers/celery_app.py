@@ -53,7 +53,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     settings = get_settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    client = redis.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2
+    )
     key = redis_keys.worker_heartbeat(hostname)
     ttl = max(int(settings.worker_heartbeat_s * 3), 2)
     _heartbeat = Periodic(

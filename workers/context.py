@@ -39,7 +39,7 @@ def redis_client() -> redis.Redis:
     global _redis
     if _redis is None:
         _redis = redis.Redis.from_url(
-            settings().redis_url,
+            settings().redis_url.get_secret_value(),
             socket_timeout=10,
             socket_connect_timeout=3,
             health_check_interval=15,

@@ -12,9 +12,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from api.audit import audit
 from api.auth import PrincipalDep
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
+from api.key_watch import KeyWatch
 from api.streaming import job_events
 from api.submit import submit_job
 from shared.errors import StreamError
@@ -79,13 +81,18 @@ async def analyze_stream(
     state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
 
     async def text() -> AsyncIterator[str]:
+        watch = KeyWatch(state.keys, principal)  # ends the stream once the key is revoked
         try:
-            async for event in job_events(job_id, 0, state.store, state.hub):
-                chunk = render_text(event)
-                if chunk:
-                    yield chunk
+            async with watch:
+                async for event in job_events(job_id, 0, state.store, state.hub, stop=watch.stop):
+                    chunk = render_text(event)
+                    if chunk:
+                        yield chunk
         except StreamError as exc:
-            yield f"\nERROR [{exc.code}]: {exc.message}\n"
+            code, message = watch.lost or (exc.code, exc.message)
+            if watch.lost is not None:
+                await audit(state.redis, principal, "stream", "revoked", job_id=job_id)
+            yield f"\nERROR [{code}]: {message}\n"
         except (RedisError, OSError):
             yield f"\nERROR [stream_interrupted]: follow /v1/jobs/{job_id}/events to resume\n"
         finally:

@@ -23,7 +23,9 @@ from api.backfills import (
 )
 from api.deps import StateDep
 from api.errors import ERROR_RESPONSES
-from api.routes.jobs import parse_last_event_id
+from api.key_watch import access_lost
+from api.routes.jobs import parse_last_event_id, stream_error
+from api.urls import public_url
 from shared.errors import ForbiddenError, InvalidQueryError
 from shared.findings_store import known_namespaces, list_findings, migrate_legacy_findings
 from shared.schemas.backfills import BackfillAccepted, BackfillRequest, BackfillView, Finding
@@ -45,7 +47,7 @@ async def submit_backfill(
     """Queue one analysis per (namespace, window) on the backfill queue; the same body with the
     same `Idempotency-Key` answers the same backfill."""
     backfill_id, items = await create_backfill(state, principal, body, idempotency_key)
-    status_url = str(request.url_for("get_backfill", backfill_id=backfill_id))
+    status_url = public_url(request, state.settings, "get_backfill", backfill_id=backfill_id)
     response.headers["Location"] = status_url
     return BackfillAccepted(backfill_id=backfill_id, items=items, status_url=status_url)
 
@@ -81,6 +83,11 @@ async def backfill_events(
         sent = after
         last_totals = None
         while True:
+            lost = access_lost(state.keys, principal)  # checked every BACKFILL_POLL_S
+            if lost is not None:
+                await audit(state.redis, principal, "stream", "revoked", job_id=backfill_id)
+                yield stream_error(*lost)
+                return
             view = await view_backfill(state, record, backfill_id)
             ended = ended_in_order(view)
             for n, item in enumerate(ended[sent:], start=sent + 1):

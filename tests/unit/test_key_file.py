@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
+import api.auth
 from api.access import LOCAL, Role, parse_key_file
+from api.auth import KeyRing
 from shared.settings import Settings
 
 
@@ -84,3 +87,22 @@ def test_two_keys_may_not_share_a_name() -> None:
     text = json.dumps({"keys": [entry, {**entry, "sha256": sha("y")}]})
     with pytest.raises(ValueError, match="share a name"):
         parse_key_file(text)
+
+
+def test_the_key_ring_fails_closed_while_its_file_is_unusable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api.auth, "FILE_RECHECK_S", 0.0)
+    path = tmp_path / "keys"
+    path.write_text(f"{sha('a')}\n")
+    ring = KeyRing([], str(path))
+    (principal,) = parse_key_file(path.read_text()).values()
+    assert ring.problem() is None and ring.principal("a") == principal
+    for broken, problem in (("", "holds no keys"), ('{"keys": [', "invalid key file")):
+        path.write_text(broken)
+        assert problem in (ring.problem() or "")
+        assert ring.principal("a") is None and not ring.still_valid(principal)
+    path.unlink()
+    assert "cannot be read" in (ring.problem() or "")
+    path.write_text(f"{sha('a')}\n")
+    assert ring.problem() is None and ring.still_valid(principal)

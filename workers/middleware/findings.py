@@ -48,7 +48,7 @@ def record_findings(run: StageRun, call_next: Callable[[], None]) -> None:
             context.http_client(),
             run.store.redis,
             settings.notify_webhook_url,
-            settings.notify_webhook_secret,
+            settings.notify_webhook_secret.get_secret_value(),
             new,
             run.job_id,
             tenant=tenant,
