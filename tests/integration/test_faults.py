@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from cli.harness import RedisServer, wait_until
+from shared import redis_keys
 from tests.stubs.llama_stub import LlamaStub
 from tests.stubs.loki_stub import LokiStub
 from tests.stubs.server import ThreadedServer
@@ -285,16 +286,21 @@ RESTART_BOUND_S = 60
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("durable", [True, False], ids=["aof", "no-aof"])
+@pytest.mark.parametrize(
+    "lost", ["nothing", "stage_data", "everything"], ids=["aof", "aof-stage-data-lost", "no-aof"]
+)
 def test_redis_restart_during_call_llm_ends_within_a_minute_at_default_timeouts(
     llama: LlamaStub,
     llama_server: tuple[LlamaStub, ThreadedServer],
     loki: LokiStub,
     tmp_path: Path,
-    durable: bool,
+    lost: str,
 ) -> None:
-    """With AOF the job's data survives: the answer comes, once, after a `retry`. Without it
-    the job's record is gone: its stream ends with a `job_lost` error and `done`."""
+    """With AOF the job's data survives: the answer comes, once, after a `retry`. If Redis
+    comes back without the input of call_llm (normalize's output; say, a failover to a
+    replica that missed it), the stage sent again fails the job with `stage_data_lost`.
+    Without AOF the job's record is gone: its stream ends with a `job_lost` error and `done`."""
+    durable = lost != "everything"
     llama.config.token_interval_s = 0.1  # several seconds of answer: the restart lands in it
     stack = build_stack(
         tmp_path, llama=llama, llama_url=llama_server[1].url, loki=loki, durable_redis=durable
@@ -306,23 +312,32 @@ def test_redis_restart_during_call_llm_ends_within_a_minute_at_default_timeouts(
         job_id = stack.submit()
         follower = stack.follow(job_id, deadline_s=RESTART_BOUND_S + 60)
         wait_until(partial(saw_token, follower), 30, "no token before the restart")
+        if lost == "stage_data":
+            assert stack.redis.delete(redis_keys.stage_data(job_id, "normalize")) == 1
         stack.redis_server.restart()
         restarted = time.monotonic()
         follower.join(RESTART_BOUND_S)
         took = time.monotonic() - restarted
         kinds = follower.kinds()
-        print(f"Redis restart ({'AOF' if durable else 'no AOF'}): job ended {took:.1f} s after")
+        print(f"Redis restart (lost: {lost}): job ended {took:.1f} s after")
         assert follower.done() and took < RESTART_BOUND_S, (
             f"no terminal event {took:.0f} s after the restart; last events {kinds[-4:]}"
         )
         seqs = [int(e.id) for e in follower.events if e.id]
         assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in the event stream"
-        if durable:
+        if lost == "nothing":
             view = stack.job(job_id)
             assert view["status"] == "succeeded", view
             assert view["result"]["analysis"] == llama.config.reply
             assert "retry" in kinds
             assert_coherent_stream(follower, llama.config.reply)
+        elif lost == "stage_data":
+            view = stack.job(job_id)
+            assert view["status"] == "failed", view
+            assert view["error"]["code"] == "stage_data_lost", view["error"]
+            assert view["error"]["stage"] == "call_llm"
+            assert "retry" in kinds, "the stage was sent again before it found its input gone"
+            assert kinds[-2:] == ["error", "done"]
         else:
             errors = [e.json["data"] for e in follower.events if e.id and e.event == "error"]
             assert [e["code"] for e in errors] == ["job_lost"], errors
