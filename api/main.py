@@ -22,7 +22,7 @@ from api.hub import EventHub
 from api.limits import StreamLimiter
 from api.middleware import BodySizeLimit
 from api.producer import Producer
-from api.reaper import run_reaper
+from api.reaper import Rerun, run_reaper
 from api.roles import data_access, metrics_access
 from api.routes import analyze, backfills, docs, health, jobs, metrics, namespaces, ui
 from shared import __version__, queues, telemetry
@@ -105,6 +105,7 @@ def create_app(
         )
         hub = EventHub(client, buffer=settings.sse_client_buffer)
         await hub.start()
+        rerun: Rerun | None = None
         if enqueue is not None:
             interactive = enqueue
 
@@ -113,6 +114,7 @@ def create_app(
         else:
             producer = Producer(settings)
             interactive = producer.enqueue
+            rerun = producer.rerun
 
             def backfill(job_id: str, backfill_id: str) -> None:
                 producer.enqueue(job_id, queue=queues.BACKFILL, backfill_id=backfill_id)
@@ -136,6 +138,9 @@ def create_app(
                     store,
                     stuck_after_s=settings.stuck_job_timeout_s,
                     interval_s=settings.reaper_interval_s,
+                    rerun=rerun,
+                    lost_after_s=settings.job_liveness_timeout_s,
+                    send_timeout_s=settings.enqueue_timeout_s,
                 )
             ),
         ]

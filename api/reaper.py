@@ -1,10 +1,18 @@
-"""Fail jobs whose worker stopped reporting, so no job stays `running` forever.
+"""Keep no job `running` without a live worker: run a lost stage again, or fail the job.
 
-A stage stamps its job every JOB_HEARTBEAT_S (workers/heartbeat.py). A job whose last stamp
-is older than STUCK_JOB_TIMEOUT_S had its worker killed and its message not redelivered in
-time (or lost): it ends `failed` with code `worker_lost`, visibly, through the same
-terminal transition as any failure. The timeout should exceed the broker's visibility
-timeout so a redelivery gets its chance first. One API replica at a time runs the sweep.
+A running stage stamps its job every JOB_HEARTBEAT_S (`shared.liveness`). Every
+REAPER_INTERVAL_S one API replica (a Redis lock) sweeps:
+
+- a job whose stage has not beaten for JOB_LIVENESS_TIMEOUT_S lost its run (worker killed,
+  or its task terminated by Celery when the broker connection dropped, its message left
+  unacked until the visibility timeout, an hour): it is taken over once and its stage is
+  sent again under a new dispatch, from the stage data already committed; the old message,
+  when the broker hands it back, is refused as stale. A stage that keeps losing its worker
+  fails the job after MAX_ATTEMPTS starts (`too_many_attempts`), and a stage whose input is
+  gone fails it with `stage_data_lost`.
+- a job without any beat for STUCK_JOB_TIMEOUT_S (its message lost, no worker left to take
+  the stage sent again) ends `failed` with code `worker_lost`, visibly, through the same
+  terminal transition as any failure.
 """
 
 from __future__ import annotations
@@ -12,24 +20,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import cast
 
 import redis.asyncio as aredis
+from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from shared import redis_keys
+from shared import liveness, redis_keys
 from shared.job_store import AsyncJobStore
-from shared.schemas import JobError, JobStatus
+from shared.schemas import JobError, JobStatus, Stage
 
 logger = logging.getLogger(__name__)
+
+# Sends a job's chain again from a stage: (job id, stage, dispatch, backfill id); blocking.
+Rerun = Callable[[str, Stage, int, str], None]
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def sweep(client: aredis.Redis, store: AsyncJobStore, stuck_after_s: float) -> list[str]:
     """Fail every active job with a stale heartbeat; return their ids."""
     cutoff = time.time() - stuck_after_s
-    stale = [
-        j.decode() if isinstance(j, bytes) else str(j)
-        for j in await client.zrangebyscore(redis_keys.ACTIVE_JOBS, "-inf", cutoff)
-    ]
+    stale = [_text(j) for j in await client.zrangebyscore(redis_keys.ACTIVE_JOBS, "-inf", cutoff)]
     reaped = []
     for job_id in stale:
         error = JobError(
@@ -44,14 +59,70 @@ async def sweep(client: aredis.Redis, store: AsyncJobStore, stuck_after_s: float
     return reaped
 
 
+async def rerun_lost(
+    client: aredis.Redis, rerun: Rerun, *, lost_after_s: float, send_timeout_s: float
+) -> list[str]:
+    """Send the stage of every job whose run stopped beating again, once; return their ids."""
+    cutoff = time.time() - lost_after_s
+    lost = cast(
+        list[tuple[bytes, float]],
+        await client.zrangebyscore(redis_keys.RUNNING_STAGES, "-inf", cutoff, withscores=True),
+    )
+    rerun_ids = []
+    for member, score in lost:
+        job_id = _text(member)
+        keys = [redis_keys.job(job_id), redis_keys.RUNNING_STAGES]
+        claimed = await client.eval(
+            liveness.CLAIM_LUA, len(keys), *keys, job_id, cutoff, liveness.TERMINAL_ARG
+        )
+        if not claimed:
+            continue  # it beat meanwhile, ended, or is gone
+        stage, dispatch, backfill_id = Stage(_text(claimed[0])), int(claimed[1]), _text(claimed[2])
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(rerun, job_id, stage, dispatch, backfill_id), send_timeout_s
+            )
+        except (RedisError, KombuError, OSError, TimeoutError) as exc:
+            # Watched again from its last beat: the next sweep tries once more.
+            await client.zadd(redis_keys.RUNNING_STAGES, {job_id: score})
+            logger.warning(
+                "lost stage not sent again",
+                extra={"job_id": job_id, "stage": stage.value, "error": str(exc)},
+            )
+            continue
+        rerun_ids.append(job_id)
+        logger.warning(
+            "lost stage sent again",
+            extra={
+                "job_id": job_id,
+                "stage": stage.value,
+                "dispatch": dispatch,
+                "silent_s": round(time.time() - score, 1),
+            },
+        )
+    return rerun_ids
+
+
 async def run_reaper(
-    client: aredis.Redis, store: AsyncJobStore, *, stuck_after_s: float, interval_s: float
+    client: aredis.Redis,
+    store: AsyncJobStore,
+    *,
+    stuck_after_s: float,
+    interval_s: float,
+    rerun: Rerun | None = None,
+    lost_after_s: float = 30.0,
+    send_timeout_s: float = 3.0,
 ) -> None:
-    """Sweep forever; a Redis lock keeps concurrent API replicas from sweeping twice."""
+    """Sweep forever; a Redis lock keeps concurrent API replicas from sweeping twice.
+    Without `rerun` (an app that does not publish to Celery) lost stages are not sent again."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             if await client.set(redis_keys.REAPER_LOCK, "1", nx=True, px=int(interval_s * 900)):
                 await sweep(client, store, stuck_after_s)
+                if rerun is not None:
+                    await rerun_lost(
+                        client, rerun, lost_after_s=lost_after_s, send_timeout_s=send_timeout_s
+                    )
         except (RedisError, OSError) as exc:
             logger.warning("reaper sweep failed", extra={"error": str(exc)})

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from api.hub import EventHub, Listener
 from shared.errors import SlowClientError, StreamStoppedError
-from shared.job_store import AsyncJobStore
+from shared.job_store import AsyncJobStore, lost_events
 from shared.schemas import Event, EventType
 
 SLOW_CLIENT = "client too slow; reconnect with Last-Event-ID"
@@ -61,7 +61,8 @@ async def job_events(
     Listens first, then reads the backlog, so an event is either in the backlog read or
     arrives live; duplicates are skipped by `seq`. A gap in the live tail (pub/sub loses
     messages while the hub reconnects) is filled from the backlog, and so is silence longer
-    than `poll_s`, which also catches a lost final event.
+    than `poll_s`, which also catches a lost final event. A job whose record is gone (a
+    Redis restart without persistence) ends with `error` (`job_lost`) and `done`.
     """
     last = after_seq
     async with hub.listen(job_id) as listener:
@@ -82,6 +83,8 @@ async def job_events(
             event = await _next_live(listener, poll_s, stop)
             if event is None:
                 missed = await store.events_after(job_id, last)
+                if not missed and not await store.exists(job_id):
+                    missed = lost_events(job_id, last)
             else:
                 if event.seq <= last:
                     continue

@@ -58,6 +58,13 @@ class JobNotFoundError(NotFoundError):
     code = "job_not_found"
 
 
+class StageDataLostError(LogAnalyzerError):
+    """Raised when a stage's input (the output of the stage before, kept in Redis) is gone,
+    e.g. after a Redis restart without persistence: the job cannot resume."""
+
+    code = "stage_data_lost"
+
+
 class ServiceUnavailableError(LogAnalyzerError):
     """Raised when Redis or the queue cannot take the request right now (503)."""
 

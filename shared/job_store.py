@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from shared import metrics, redis_keys
 from shared.backfill import result_summary
-from shared.errors import JobNotFoundError
+from shared.errors import JobNotFoundError, StageDataLostError
 from shared.schemas import (
     TERMINAL_STATUSES,
     AnalysisRequest,
@@ -187,6 +187,27 @@ def terminal_events(
     return events
 
 
+JOB_LOST = JobError(
+    code="job_lost",
+    message="this job's record is gone from Redis (restarted without persistence, or the "
+    "job expired): it will not finish; submit it again",
+)
+
+
+def lost_events(job_id: str, after_seq: int) -> list[Event]:
+    """How the stream of a job whose record is gone ends: `error` (`job_lost`) and `done`,
+    numbered after the last event the client has (nothing is left to number them in Redis)."""
+    now = time.time()
+    closing = [
+        (EventType.ERROR, JOB_LOST.model_dump(mode="json")),
+        (EventType.DONE, DoneData(status=JobStatus.FAILED).model_dump(mode="json")),
+    ]
+    return [
+        Event(seq=after_seq + i, type=event_type, job_id=job_id, ts=now, data=data)
+        for i, (event_type, data) in enumerate(closing, start=1)
+    ]
+
+
 def _commit_args(
     job_id: str,
     *,
@@ -226,6 +247,7 @@ def queue_cleanup(
     the reaper stops watching it, and the finished counter goes up."""
     pipe.delete(*stage_data_keys(job_id))
     pipe.zrem(redis_keys.ACTIVE_JOBS, job_id)
+    pipe.zrem(redis_keys.RUNNING_STAGES, job_id)
     pipe.hincrbyfloat(redis_keys.METRICS, _finished_field(status), 1)
 
 
@@ -306,8 +328,9 @@ class JobStore(_Store[redis.Redis]):
     def get_chunk(self, job_id: str, stage: Stage, name: str) -> Any:
         blob = self.redis.hget(redis_keys.stage_data(job_id, stage), name)
         if blob is None:
-            raise JobNotFoundError(
-                f"{stage} chunk {name} of job {job_id} is missing", job_id=job_id
+            raise StageDataLostError(
+                f"chunk {name} of the {stage.value} output of this job is gone from Redis",
+                job_id=job_id,
             )
         return decompress(blob if isinstance(blob, bytes) else blob.encode())
 
@@ -323,7 +346,11 @@ class JobStore(_Store[redis.Redis]):
     def get_stage_data(self, job_id: str, stage: Stage) -> Any:
         blob = self.redis.get(redis_keys.stage_data(job_id, stage))
         if blob is None:
-            raise JobNotFoundError(f"{stage} output of job {job_id} is missing", job_id=job_id)
+            raise StageDataLostError(
+                f"the {stage.value} output of this job is gone from Redis (restarted without "
+                "persistence?): the job cannot go on; submit it again",
+                job_id=job_id,
+            )
         return decompress(blob if isinstance(blob, bytes) else blob.encode())
 
     def finish(
@@ -398,6 +425,11 @@ class AsyncJobStore(_Store[aredis.Redis]):
         """The seq of the job's last event and its status (None when there is no such job)."""
         seq, status = await self.redis.hmget(redis_keys.job(job_id), ["seq", "status"])
         return int(seq or 0), JobStatus(_text(status)) if status else None
+
+    async def exists(self, job_id: str) -> bool:
+        """Whether the job's record is still there (a Redis restart without persistence or
+        the TTL takes it)."""
+        return bool(await self.redis.hexists(redis_keys.job(job_id), "status"))
 
     async def traceparent(self, job_id: str) -> str:
         value = await self.redis.hget(redis_keys.job(job_id), "traceparent")

@@ -39,6 +39,8 @@ def worker_heartbeat(hostname: str) -> str:
 
 METRICS = f"{PREFIX}:metrics"
 ACTIVE_JOBS = f"{PREFIX}:jobs:active"
+RUNNING_STAGES = f"{PREFIX}:jobs:running"
+"""Jobs with a stage running now, scored by their last heartbeat: what job liveness watches."""
 REAPER_LOCK = f"{PREFIX}:reaper:lock"
 
 

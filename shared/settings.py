@@ -121,8 +121,12 @@ class Settings(BaseSettings):
 
     # Crash safety: a running job whose heartbeat is older than this is failed by the reaper.
     stuck_job_timeout_s: float = Field(default=3700.0, gt=0)
-    reaper_interval_s: float = Field(default=15.0, gt=0)
+    reaper_interval_s: float = Field(default=5.0, gt=0)
     job_heartbeat_s: float = Field(default=5.0, gt=0)
+    # A stage whose run has not beaten for this long lost its worker (killed, or its task
+    # terminated on a broker connection loss): the reaper sends it again, long before the
+    # broker's visibility timeout would. Several heartbeats, so a slow beat is no loss.
+    job_liveness_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -57,6 +57,7 @@ class StageRun:
     attempt: int
     tenant: str = ""  # the Loki tenant (X-Scope-OrgID) of the key that created the job
     backfill_id: str = ""  # set for an item of a backfill
+    dispatch: int = 0  # the dispatch the message was sent under (see shared.liveness)
     starts: int = 0  # how many times this stage of this job was started, this one included
     counts: StageCountsBase | None = None
     result: JobResult | None = None
@@ -89,8 +90,11 @@ Work = Callable[[StageRun], None]
 Middleware = Callable[[StageRun, Callable[[], None]], None]
 
 
-def load_run(store: JobStore, settings: Settings, job_id: str, stage: Stage) -> StageRun:
-    """The run for this stage; StageSkipped if the job is gone or already ended."""
+def load_run(
+    store: JobStore, settings: Settings, job_id: str, stage: Stage, dispatch: int = 0
+) -> StageRun:
+    """The run for this stage (sent under `dispatch`); StageSkipped if the job is gone or
+    already ended."""
     fields = store.fields(job_id)
     status = fields.get("status")
     if status is None or JobStatus(status).terminal:
@@ -104,6 +108,7 @@ def load_run(store: JobStore, settings: Settings, job_id: str, stage: Stage) -> 
         attempt=int(fields.get("attempt", "0")),
         tenant=fields.get("tenant", ""),
         backfill_id=fields.get("backfill_id", ""),
+        dispatch=dispatch,
     )
 
 

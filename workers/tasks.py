@@ -18,10 +18,11 @@ from workers.middleware import CHAIN
 from workers.runner import StageFailed, StageSkipped, load_run, run_stage
 
 
-def execute(job_id: str, stage: Stage) -> None:
-    """Run `stage` of the job; Ignore (the chain stops) when it is skipped or has failed."""
+def execute(job_id: str, stage: Stage, dispatch: int = 0) -> None:
+    """Run `stage` of the job (a message sent under `dispatch`); Ignore (the chain stops)
+    when it is skipped or has failed."""
     try:
-        run = load_run(context.job_store(), context.settings(), job_id, stage)
+        run = load_run(context.job_store(), context.settings(), job_id, stage, dispatch)
         run_stage(run, WORK[stage], CHAIN)
     except StageSkipped:
         raise Ignore() from None
@@ -34,9 +35,10 @@ def execute(job_id: str, stage: Stage) -> None:
 def register(stage: Stage) -> Any:
     """The task that runs `stage`."""
 
-    def run(job_id: str, backfill_id: str = "") -> None:
+    def run(job_id: str, backfill_id: str = "", dispatch: int = 0) -> None:
         # `backfill_id` is only shown (Flower lists a task's arguments); the job record has it.
-        execute(job_id, stage)
+        # `dispatch` is set on the stages the reaper sent again (shared.liveness).
+        execute(job_id, stage, dispatch)
 
     run.__name__ = run.__qualname__ = stage.value
     run.__doc__ = f"Run the {stage.value} stage of one job."

@@ -26,10 +26,14 @@ class FakeStore:
     def __init__(self, events: list[Event]):
         self.events = events
         self.reads = 0
+        self.record = True  # the job's record is there (a restart without AOF loses it)
 
     async def events_after(self, job_id: str, seq: int, *, until: int | None = None) -> list[Event]:
         self.reads += 1
         return [e for e in self.events if e.seq > seq and (until is None or e.seq <= until)]
+
+    async def exists(self, job_id: str) -> bool:
+        return self.record
 
 
 def make_hub(buffer: int = 100) -> EventHub:
@@ -87,6 +91,18 @@ def test_silence_polls_backlog_and_catches_lost_done() -> None:
         return await asyncio.wait_for(task, 2)
 
     assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_a_job_whose_record_is_gone_ends_with_job_lost_then_done() -> None:
+    async def scenario() -> list[Event]:
+        store = FakeStore([ev(1), ev(2)])
+        store.record = False  # Redis restarted without persistence: record and backlog gone
+        return [e async for e in job_events("j", 0, store, make_hub(), poll_s=0.05)]  # type: ignore[arg-type]
+
+    events = asyncio.run(asyncio.wait_for(scenario(), 2))
+    assert [(e.seq, e.type) for e in events[2:]] == [(3, EventType.ERROR), (4, EventType.DONE)]
+    assert events[2].data["code"] == "job_lost"
+    assert events[3].data == {"status": "failed"}
 
 
 def test_resume_after_last_event_id() -> None:

@@ -1,7 +1,8 @@
 """The cross-cutting concerns of a stage, one module each, applied in `CHAIN` order.
 
 Outermost first: the span (so it covers everything), the log context, metrics (they see
-the mapped failure), admission (poison jobs), the attempt fence (redeliveries), the job
+the mapped failure), the dispatch fence (messages of a run the reaper took over), admission
+(poison jobs), the attempt fence (redeliveries), the job
 heartbeat, error mapping (any exception becomes the job's failure), the findings a
 successful job adds to its namespace's, and the stage events right around the work.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from workers.middleware.admission import admit
 from workers.middleware.attempts import attempt_fence
+from workers.middleware.dispatch import dispatch_fence
 from workers.middleware.errors import error_mapping
 from workers.middleware.events import stage_events
 from workers.middleware.findings import record_findings
@@ -23,6 +25,7 @@ CHAIN: tuple[Middleware, ...] = (
     stage_span,
     job_log_context,
     stage_metrics,
+    dispatch_fence,
     admit,
     attempt_fence,
     job_heartbeat,
