@@ -39,10 +39,6 @@ def events_of(follower: Follower, kind: str, **match: Any) -> list[SseEvent]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20.12: a silent model is waited for 3 x 120 s, with no event meanwhile",
-)
 @pytest.mark.parametrize("server_progress", [True, False], ids=["llama-progress", "heartbeat"])
 def test_a_model_that_never_answers_shows_progress_then_a_bounded_error(
     fresh_stack: ServiceStack, server_progress: bool
