@@ -1,10 +1,11 @@
-"""Progress while the model is on the prompt: llama.cpp's reports, the heartbeat's pacing and
-the event payload."""
+"""Progress while the model is on the prompt: llama.cpp's reports, the heartbeat's pacing, the
+event payload and how the CLI says it."""
 
 from __future__ import annotations
 
 import json
 
+from cli.render import describe_progress
 from shared.schemas import Event, EventType, ProgressData, ServerPromptProgress, event_data
 from workers.llm.progress import ProgressReporter, server_progress
 
@@ -85,3 +86,15 @@ def test_progress_is_a_typed_event() -> None:
     event = Event(seq=7, type=EventType.PROGRESS, job_id="j", ts=1.0, data=data.model_dump())
     assert event_data(event) == data
     assert data.stage.value == "call_llm"
+
+
+def test_the_cli_says_how_far_the_model_got() -> None:
+    heartbeat = ProgressData(elapsed_s=12.4, deadline_s=35, prompt_tokens=1000)
+    assert describe_progress(heartbeat) == (
+        "… the model is reading a 1,000-token prompt, 12 s so far (first token due within 35 s)"
+    )
+    server = ServerPromptProgress(total=1355, cache=12, processed=524, time_ms=1873)
+    reported = heartbeat.model_copy(update={"server": server})
+    assert describe_progress(reported) == (
+        "… the model has read 524 of 1,355 prompt tokens, 12 s so far (first token due within 35 s)"
+    )
