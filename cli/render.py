@@ -16,6 +16,7 @@ from shared.schemas import (
     Findings,
     JobError,
     JobResult,
+    ProgressData,
     RetryData,
     Stage,
     StageEventData,
@@ -43,6 +44,8 @@ def render(sse: SseEvent) -> None:
         _stage(data)
     elif isinstance(data, TokenData):
         console.print(visible(data.text), end="", markup=False)
+    elif isinstance(data, ProgressData):
+        console.print(f"[dim]{describe_progress(data)}[/]")
     elif isinstance(data, RetryData):
         console.print(f"\n[yellow]↻ retry ({data.reason}): the answer restarts[/]", markup=True)
     elif isinstance(data, Findings):
@@ -55,6 +58,20 @@ def render(sse: SseEvent) -> None:
         console.print("\n[yellow]cancelled[/]")
     elif isinstance(data, DoneData):
         console.print(f"[bold]job {data.status.value}[/]")
+
+
+def describe_progress(data: ProgressData) -> str:
+    """One line on a model still on the prompt."""
+    server = data.server
+    done = (
+        f"has read {server.processed:,} of {server.total:,} prompt tokens"
+        if server is not None
+        else f"is reading a {data.prompt_tokens:,}-token prompt"
+    )
+    return (
+        f"… the model {done}, {data.elapsed_s:.0f} s so far "
+        f"(first token due within {data.deadline_s:.0f} s)"
+    )
 
 
 def _stage(data: StageEventData) -> None:

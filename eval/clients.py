@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
+from shared.schemas import ProgressData
 from workers.llm.client import Completion, LlamaClient, ServerProps
 
 
@@ -24,6 +25,7 @@ class EvalClient(LlamaClient):
             base_url,
             model=model,
             first_token_timeout_s=300,
+            first_token_base_s=300,  # patient whatever the prompt's size, as before
             idle_timeout_s=60,
             loading_wait_s=120,
             cache_prompt=False,
@@ -51,6 +53,8 @@ class EvalClient(LlamaClient):
         on_token: Callable[[str], bool],
         should_stop: Callable[[], bool] = lambda: False,
         sampling: Mapping[str, float] | None = None,
+        prompt_tokens: int = 0,
+        on_progress: Callable[[ProgressData], bool] = lambda _progress: True,
     ) -> Completion:
         self.prompts.append("\n".join(m["content"] for m in messages))
         return super().stream_chat(
@@ -60,4 +64,6 @@ class EvalClient(LlamaClient):
             on_token=on_token,
             should_stop=should_stop,
             sampling=None if self.generic else sampling,
+            prompt_tokens=prompt_tokens,
+            on_progress=on_progress,
         )

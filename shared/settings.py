@@ -59,7 +59,13 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=1, le=4096)
     llm_temperature: float = Field(default=0.2, ge=0, le=2)
     llm_connect_timeout_s: float = 5.0
-    llm_first_token_timeout_s: float = 120.0
+    # The first token is due within base + prompt tokens / rate, at most the timeout: a
+    # conservative prompt-processing rate, so a slow CPU is not cut off, a dead server is.
+    llm_first_token_timeout_s: float = Field(default=120.0, gt=0)
+    llm_first_token_base_s: float = Field(default=15.0, ge=0)
+    llm_prompt_tokens_per_s: float = Field(default=25.0, gt=0)
+    # A `progress` event at least this often while the model is still on the prompt.
+    llm_progress_interval_s: float = Field(default=5.0, gt=0)
     llm_idle_timeout_s: float = 30.0
     llm_loading_wait_s: float = 120.0
     llm_max_retries: int = 2

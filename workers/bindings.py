@@ -16,7 +16,15 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from shared import metrics
 from shared.metrics import MetricsRecorder
-from shared.schemas import TERMINAL_STATUSES, EventType, QueryCounts, RetryData, Stage, TokenData
+from shared.schemas import (
+    TERMINAL_STATUSES,
+    EventType,
+    ProgressData,
+    QueryCounts,
+    RetryData,
+    Stage,
+    TokenData,
+)
 from workers import context, stage_data
 from workers.llm.slots import LlmSlot
 from workers.runner import StageRun, Work
@@ -118,6 +126,13 @@ class JobTokenSink:
     def restart(self, reason: str) -> bool:
         return self.run.emit(EventType.RETRY, RetryData(reason=reason, stage=Stage.CALL_LLM))
 
+    def progress(self, data: ProgressData) -> bool:
+        """Tell clients the model is still on the prompt; False means stop."""
+        with suppress_instrumentation():
+            if self.slot is not None:
+                self.slot.renew()
+            return self.run.emit(EventType.PROGRESS, data)
+
     def stopped(self) -> bool:
         # Called every half second while the server is still on the prompt: keep the lease.
         with suppress_instrumentation():
@@ -160,7 +175,12 @@ def run_call_llm(run: StageRun) -> None:
         sink=sink,
         options=options,
         slot=slot,
+        progress=sink.progress,
     )
+    if result.model_error is not None:
+        # Said as it happens, with its code; the findings and the evidence follow in `result`
+        # and the job still succeeds.
+        run.emit(EventType.ERROR, result.model_error)
     span = trace.get_current_span()
     span.set_attribute("llm.model", result.model)
     span.set_attribute("llm.status", result.model_status)

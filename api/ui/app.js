@@ -341,6 +341,8 @@ function apply(type, data) {
     case "token":
       state.answer += data.text;
       return queueAnswer();
+    case "progress":
+      return showProgress(data);
     case "retry":
       state.answer = "";
       renderAnswer();
@@ -382,6 +384,16 @@ function showStage(data) {
     parts.push("running…");
   }
   item.querySelector(".info").textContent = parts.join(" · ");
+}
+
+// The model is still on the prompt: say how far it got and when its first token is due.
+function showProgress(data) {
+  const info = document.querySelector(`#stage-${data.stage} .info`);
+  if (!info) return;
+  const read = data.server
+    ? `prompt ${data.server.processed.toLocaleString()} / ${data.server.total.toLocaleString()} tokens read`
+    : `reading a ${data.prompt_tokens.toLocaleString()}-token prompt`;
+  info.textContent = `${read} · ${Math.round(data.elapsed_s)} s (first token due within ${Math.round(data.deadline_s)} s)`;
 }
 
 function citeLink(id) {

@@ -16,6 +16,7 @@ class EventType(StrEnum):
     STAGE = "stage"
     FINDINGS = "findings"
     TOKEN = "token"
+    PROGRESS = "progress"
     RETRY = "retry"
     RESULT = "result"
     ERROR = "error"
@@ -68,6 +69,28 @@ class TokenData(BaseModel):
     text: str
 
 
+class ServerPromptProgress(BaseModel):
+    """llama.cpp's own report on the prompt (`prompt_progress`, asked with `return_progress`):
+    of `total` tokens, `processed` are done (the `cache`d ones included), `time_ms` after the
+    slot started."""
+
+    total: int
+    cache: int
+    processed: int
+    time_ms: int
+
+
+class ProgressData(BaseModel):
+    """`progress`: the model is still on the prompt, before its first token. Sent when the
+    server reports progress and at least every LLM_PROGRESS_INTERVAL_S meanwhile."""
+
+    stage: Stage = Stage.CALL_LLM
+    elapsed_s: float  # since the model was asked
+    deadline_s: float  # the first token is due within this (else an `llm_timeout` error)
+    prompt_tokens: int  # the prompt's size, as counted for the deadline
+    server: ServerPromptProgress | None = None  # None from servers that report no progress
+
+
 class RetryData(BaseModel):
     """`retry`: a stage started again; discard what it streamed before (the partial answer)."""
 
@@ -91,6 +114,7 @@ EVENT_DATA: dict[EventType, type[BaseModel]] = {
     EventType.STAGE: StageEventData,
     EventType.FINDINGS: Findings,
     EventType.TOKEN: TokenData,
+    EventType.PROGRESS: ProgressData,
     EventType.RETRY: RetryData,
     EventType.RESULT: JobResult,
     EventType.ERROR: JobError,

@@ -173,9 +173,12 @@ def test_a_failing_model_still_delivers_the_findings_and_evidence(stack: Service
     job_id = stack.submit()
     events = collect(stack.http, events_url(stack, job_id))
     kinds = [e.event for e in events if e.id]
-    assert "error" not in kinds and "token" not in kinds
-    # The findings come as soon as normalize ends, before the model is even asked.
-    assert kinds.index("findings") < kinds.index("result")
+    assert "token" not in kinds
+    # The findings come as soon as normalize ends, before the model is even asked; the
+    # model's failure is said with its code as it happens, and the job goes on to its result.
+    error = next(e for e in events if e.event == "error").json["data"]
+    assert (error["code"], error["stage"]) == ("llm_unavailable", "call_llm")
+    assert kinds.index("findings") < kinds.index("error") < kinds.index("result")
     view = stack.wait_terminal(job_id)
     assert view["status"] == "succeeded"
     result = view["result"]

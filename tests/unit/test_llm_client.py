@@ -9,10 +9,11 @@ import httpx
 import pytest
 
 from shared.errors import ContextOverflowError, LlmError, LlmTimeoutError
-from shared.schemas import AnalysisRequest, Entry, Level, NormalizeResult
+from shared.schemas import AnalysisRequest, Entry, Level, NormalizeResult, ProgressData
 from tests.stubs.llama_stub import LlamaStub, start_llama_stub, tokenize
 from tests.stubs.server import ThreadedServer
 from workers.llm.client import Completion, LlamaClient, StreamBrokenError
+from workers.llm.progress import first_token_deadline
 from workers.stages.call_llm import analyze
 from workers.stages.normalize import normalize
 
@@ -41,6 +42,7 @@ def client(server: tuple[LlamaStub, ThreadedServer]) -> Iterator[LlamaClient]:
             idle_timeout_s=0.5,
             loading_wait_s=2.0,
             max_retries=2,
+            progress_interval_s=0.2,
         )
 
 
@@ -51,15 +53,29 @@ def stream(
     client: LlamaClient,
     tokens: list[str] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    progress: list[ProgressData] | None = None,
+    messages: list[dict[str, str]] = MESSAGES,
+    prompt_tokens: int = 0,
 ) -> Completion:
     sink = tokens if tokens is not None else []
+    reports = progress if progress is not None else []
 
     def on_token(text: str) -> bool:
         sink.append(text)
         return True
 
+    def on_progress(data: ProgressData) -> bool:
+        reports.append(data)
+        return True
+
     return client.stream_chat(
-        MESSAGES, max_tokens=400, temperature=0.1, on_token=on_token, should_stop=should_stop
+        messages,
+        max_tokens=400,
+        temperature=0.1,
+        on_token=on_token,
+        should_stop=should_stop,
+        prompt_tokens=prompt_tokens,
+        on_progress=on_progress,
     )
 
 
@@ -105,6 +121,90 @@ def test_slow_first_token_times_out(stub: LlamaStub, client: LlamaClient) -> Non
     with pytest.raises(LlmTimeoutError, match="first token"):
         stream(client)
     assert time.monotonic() - started < 6
+
+
+@pytest.mark.parametrize(
+    ("prompt_tokens", "expected"),
+    [(0, 15.0), (1_000, 35.0), (4_000, 95.0), (6_000, 120.0), (100_000, 120.0)],
+)
+def test_first_token_deadline_follows_the_prompt_size(prompt_tokens: int, expected: float) -> None:
+    deadline = first_token_deadline(prompt_tokens, base_s=15, tokens_per_s=50, cap_s=120)
+    assert deadline == expected
+
+
+LONG_PROMPT = [{"role": "user", "content": " ".join(f"word{i}" for i in range(56))}]  # 60 tokens
+
+
+def test_llama_prompt_progress_is_passed_on_until_the_first_token(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.prompt_tokens_per_s, stub.config.n_batch = 200, 16
+    progress: list[ProgressData] = []
+    tokens: list[str] = []
+    completion = stream(client, tokens, progress=progress, messages=LONG_PROMPT, prompt_tokens=60)
+    assert stub.requests[0]["return_progress"] is True
+    # As llama.cpp reports it: as the slot starts, then after each batch of 16 tokens.
+    reports = [p.server for p in progress if p.server is not None]
+    assert [r.processed for r in reports] == [0, 16, 32, 48, 60]
+    assert {(r.total, r.cache) for r in reports} == {(60, 0)}
+    assert all(p.prompt_tokens == 60 and p.deadline_s == 1.0 for p in progress)
+    assert completion.text == "".join(tokens) == stub.config.reply
+
+
+def test_a_server_without_progress_gets_a_heartbeat(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.prompt_progress, stub.config.first_token_delay_s = False, 0.75
+    progress: list[ProgressData] = []
+    assert stream(client, progress=progress).text == stub.config.reply
+    elapsed = [p.elapsed_s for p in progress]
+    assert len(elapsed) >= 3 and elapsed == sorted(elapsed)
+    assert all(p.server is None for p in progress)
+    # At least the interval apart (elapsed_s is rounded to hundredths).
+    assert all(b - a >= 0.19 for a, b in zip(elapsed, elapsed[1:], strict=False))
+
+
+def test_progress_does_not_extend_the_first_token_deadline(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    # Progress every 0.16 s, the prompt done after 3 s: the first token is still due in 1 s.
+    stub.config.prompt_tokens_per_s, stub.config.n_batch = 20, 3
+    progress: list[ProgressData] = []
+    started = time.monotonic()
+    with pytest.raises(LlmTimeoutError, match="first token within 1 s"):
+        stream(client, progress=progress, messages=LONG_PROMPT)
+    assert time.monotonic() - started < 2
+    assert len([p for p in progress if p.server is not None]) >= 4
+
+
+def test_a_first_token_that_never_comes_is_not_asked_for_again(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.never_answer = True
+    started = time.monotonic()
+    with pytest.raises(LlmTimeoutError):
+        stream(client)
+    assert time.monotonic() - started < 2
+    assert len(stub.requests) == 1
+
+
+def test_heartbeats_go_on_while_a_loading_model_is_waited_for(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    stub.config.loading_until = time.time() + 1.0
+    progress: list[ProgressData] = []
+    assert stream(client, progress=progress).text == stub.config.reply
+    assert len(stub.requests) > 1 and len(progress) >= 3
+
+
+def test_progress_that_says_stop_stops_the_call(stub: LlamaStub, client: LlamaClient) -> None:
+    stub.config.never_answer = True
+    completion = client.stream_chat(
+        MESSAGES,
+        max_tokens=10,
+        temperature=0.1,
+        on_token=lambda _t: True,
+        on_progress=lambda _p: False,
+    )
+    assert completion.stopped and len(stub.requests) == 1
 
 
 def test_idle_gap_between_tokens_times_out(stub: LlamaStub, client: LlamaClient) -> None:

@@ -1,8 +1,13 @@
 """A client for llama.cpp's `llama-server` that holds up: bounded waits, timeouts, retries.
 
 Streaming runs on a reader thread that hands lines to the caller through a queue, so the
-caller can enforce the first-token and idle-gap deadlines itself and check for cancellation
-while the server is still processing the prompt.
+caller can enforce the first-token and idle-gap deadlines itself, check for cancellation and
+report progress while the server is still processing the prompt.
+
+The first token is due within a deadline that follows from the prompt's size
+(`workers.llm.progress`), counted from the request; progress reports do not extend it. A
+request that reaches that deadline is not sent again: the server took it and stayed silent,
+and a second try would double the wait (and queue the same prompt behind the first).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import httpx
 
 from shared.errors import ContextOverflowError, LlmError, LlmRejectedError, LlmTimeoutError
 from shared.retry import RetryPolicy
+from shared.schemas import ProgressData
+from workers.llm.progress import ProgressReporter, first_token_deadline, server_progress
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,9 @@ class LlamaClient:
         model: str,
         connect_timeout_s: float = 5.0,
         first_token_timeout_s: float = 120.0,
+        first_token_base_s: float = 15.0,
+        prompt_tokens_per_s: float = 25.0,
+        progress_interval_s: float = 5.0,
         idle_timeout_s: float = 30.0,
         loading_wait_s: float = 120.0,
         max_retries: int = 2,
@@ -103,7 +113,10 @@ class LlamaClient:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.connect_timeout_s = connect_timeout_s
-        self.first_token_timeout_s = first_token_timeout_s
+        self.first_token_timeout_s = first_token_timeout_s  # the cap of the first-token deadline
+        self.first_token_base_s = first_token_base_s
+        self.prompt_tokens_per_s = prompt_tokens_per_s
+        self.progress_interval_s = progress_interval_s
         self.idle_timeout_s = idle_timeout_s
         self.retry = RetryPolicy(
             attempts=max_retries, base_s=0.25, cap_s=5.0, keep_trying_s=loading_wait_s
@@ -166,6 +179,15 @@ class LlamaClient:
             cached = self._token_cache[text] = len(tokens)
         return cached
 
+    def first_token_deadline(self, prompt_tokens: int) -> float:
+        """Seconds the first token may take for a prompt of `prompt_tokens` tokens."""
+        return first_token_deadline(
+            prompt_tokens,
+            base_s=self.first_token_base_s,
+            tokens_per_s=self.prompt_tokens_per_s,
+            cap_s=self.first_token_timeout_s,
+        )
+
     def stream_chat(
         self,
         messages: Sequence[dict[str, str]],
@@ -175,12 +197,23 @@ class LlamaClient:
         on_token: Callable[[str], bool],
         should_stop: Callable[[], bool] = lambda: False,
         sampling: Mapping[str, float] | None = None,
+        prompt_tokens: int = 0,
+        on_progress: Callable[[ProgressData], bool] = lambda _progress: True,
     ) -> Completion:
-        """Stream one chat completion, retrying failures that happen before the first token.
+        """Stream one chat completion, retrying failures that happen before the first token
+        (but not a first token that did not come in time).
 
-        `on_token` returns False to stop (cancelled job or stale attempt). A failure after
-        tokens were delivered raises StreamBrokenError: the caller decides how to restart.
+        `on_token` returns False to stop (cancelled job or stale attempt), and so does
+        `on_progress`, called until the first token (see `workers.llm.progress`); the
+        first-token deadline follows from `prompt_tokens`. A failure after tokens were
+        delivered raises StreamBrokenError: the caller decides how to restart.
         """
+        reporter = ProgressReporter(
+            on_progress,
+            deadline_s=self.first_token_deadline(prompt_tokens),
+            prompt_tokens=prompt_tokens,
+            interval_s=self.progress_interval_s,
+        )
         body = {
             "model": self.model,
             "messages": list(messages),
@@ -189,24 +222,43 @@ class LlamaClient:
             "temperature": temperature,
             "stream_options": {"include_usage": True},
             "cache_prompt": self.cache_prompt,
+            # llama.cpp reports prompt processing in the stream; other servers ignore it.
+            "return_progress": True,
             **(sampling or {}),
         }
+
+        def wait(seconds: float) -> None:
+            # Between tries (a model still loading, say) the reader keeps hearing from us.
+            until = time.monotonic() + seconds
+            while (left := until - time.monotonic()) > 0:
+                time.sleep(min(left, 0.5))
+                reporter.tick()
+
         # Only a failure before the first token is retried here (StreamBrokenError is the
-        # caller's); past LLM_MAX_RETRIES, only while the model is still loading.
+        # caller's), and not a first token that did not come in time; past LLM_MAX_RETRIES,
+        # only while the model is still loading.
         return self.retry.call(
-            lambda: self._stream_once(body, on_token, should_stop),
-            retry_if=lambda exc: _may_pass(exc) and not isinstance(exc, StreamBrokenError),
+            lambda: self._stream_once(body, on_token, should_stop, reporter),
+            retry_if=lambda exc: (
+                _may_pass(exc) and not isinstance(exc, StreamBrokenError | LlmTimeoutError)
+            ),
             patient=lambda exc: "Loading model" in str(exc),
             what="LLM chat completion",
+            sleep=wait,
         )
 
     def _stream_once(
-        self, body: dict[str, Any], on_token: Callable[[str], bool], should_stop: Callable[[], bool]
+        self,
+        body: dict[str, Any],
+        on_token: Callable[[str], bool],
+        should_stop: Callable[[], bool],
+        reporter: ProgressReporter,
     ) -> Completion:
         lines: queue.Queue[object] = queue.Queue(maxsize=10_000)
         holder: dict[str, httpx.Response] = {}
         abort = threading.Event()
-        read_timeout = max(self.first_token_timeout_s, self.idle_timeout_s) + 5
+        first_token_s = reporter.deadline_s
+        read_timeout = max(first_token_s, self.idle_timeout_s) + 5
 
         def reader() -> None:
             try:
@@ -241,10 +293,19 @@ class LlamaClient:
         usage: dict[str, Any] | None = None
         ttft: float | None = None
         last = started
+
+        def stop() -> bool:
+            # Until the first token, every poll may owe the reader a heartbeat.
+            return should_stop() or (ttft is None and not reporter.tick())
+
         try:
             while True:
-                limit = self.first_token_timeout_s if ttft is None else self.idle_timeout_s
-                item = self._next(lines, last + limit, should_stop)
+                # The first token is due from the request, whatever came before it.
+                if ttft is None:
+                    limit, deadline = first_token_s, started + first_token_s
+                else:
+                    limit, deadline = self.idle_timeout_s, last + self.idle_timeout_s
+                item = self._next(lines, deadline, stop, min(0.5, self.progress_interval_s))
                 if item is None:
                     return Completion(
                         "".join(text), "cancelled", chunks, timings, usage, ttft, stopped=True
@@ -272,6 +333,9 @@ class LlamaClient:
                 if "error" in chunk:
                     error = chunk["error"]
                     raise self._broken(LlmError(f"LLM server error mid-stream: {error}"), chunks)
+                progress = server_progress(chunk) if ttft is None else None
+                if progress is not None and not reporter.server(progress):
+                    return Completion("", "cancelled", chunks, timings, usage, ttft, stopped=True)
                 content, reason = _chunk_content(chunk)
                 finish_reason = reason or finish_reason
                 timings = chunk.get("timings") or timings
@@ -300,15 +364,19 @@ class LlamaClient:
 
     @staticmethod
     def _next(
-        lines: queue.Queue[object], deadline: float, should_stop: Callable[[], bool]
+        lines: queue.Queue[object],
+        deadline: float,
+        should_stop: Callable[[], bool],
+        poll_s: float = 0.5,
     ) -> object:
-        """The next item, None if the caller wants to stop, or _Timeout past the deadline."""
+        """The next item, None if the caller wants to stop (asked every `poll_s` while
+        nothing comes), or _Timeout past the deadline."""
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _Timeout()
             try:
-                return lines.get(timeout=min(remaining, 0.5))
+                return lines.get(timeout=min(remaining, poll_s))
             except queue.Empty:
                 if should_stop():
                     return None

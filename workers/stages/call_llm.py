@@ -26,6 +26,7 @@ from shared.schemas import (
     LlmCounts,
     LlmTimings,
     NormalizeResult,
+    ProgressData,
     Stage,
 )
 from workers.llm.answer import DegenerationGuard, check_citations
@@ -106,8 +107,12 @@ def analyze(
     max_restarts: int = 2,
     sampling: Mapping[str, float] | None = None,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
+    progress: Callable[[ProgressData], bool] = lambda _progress: True,
 ) -> JobResult:
     """Ask the model about the evidence; raise JobCancelledError if the sink stops it.
+
+    Until the model's first token, `progress` hears how the prompt is getting on (False
+    stops the call, as the sink does).
 
     A guard watches the stream: when the answer starts repeating itself it is stopped, the
     clients are told to discard it (`retry`) and get it once more without the repetition,
@@ -148,6 +153,8 @@ def analyze(
                     on_token=on_token,
                     should_stop=sink.stopped,
                     sampling=sampling,
+                    prompt_tokens=prompt.prompt_tokens,
+                    on_progress=progress,
                 )
                 break
             except ContextOverflowError as exc:
@@ -252,6 +259,7 @@ def run(
     sink: TokenSink,
     options: LlmOptions,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
+    progress: Callable[[ProgressData], bool] = lambda _progress: True,
 ) -> tuple[JobResult, LlmCounts]:
     """The call_llm stage: the job's result and what the call took.
 
@@ -273,6 +281,7 @@ def run(
                 max_restarts=options.max_restarts,
                 sampling=options.sampling,
                 slot=slot,
+                progress=progress,
             )
         except (UpstreamError, UpstreamRejectedError) as exc:
             error = JobError(code=exc.code, message=exc.message, stage=Stage.CALL_LLM)
