@@ -123,6 +123,15 @@ def _ts_syslog(at: float) -> str:
     return f"{d:%b} {d.day:>2} {d:%H:%M:%S}"
 
 
+def _ts_tomcat(at: float) -> str:
+    d = datetime.fromtimestamp(at, UTC)
+    return f"{d:%d-%b-%Y %H:%M:%S}.{d.microsecond // 1000:03d}"
+
+
+def _ts_php(at: float) -> str:
+    return f"{datetime.fromtimestamp(at, UTC):%d-%b-%Y %H:%M:%S}"
+
+
 TIME_FORMATS: dict[str, Callable[[float], str]] = {
     "iso": iso,  # 2026-11-24T10:20:03.123Z
     "iso0": lambda at: iso(at, 0),  # 2026-11-24T10:20:03Z
@@ -138,6 +147,9 @@ TIME_FORMATS: dict[str, Callable[[float], str]] = {
     "klog": klog_time,  # 1124 10:20:03.123456
     "http": http_date,  # Tue, 24 Nov 2026 10:20:03 GMT
     "syslog": _ts_syslog,  # Nov 24 10:20:03
+    "ruby": lambda at: iso(at, 6)[:-1],  # 2026-11-24T10:20:03.123456 (Ruby's Logger)
+    "tomcat": _ts_tomcat,  # 24-Nov-2026 10:20:03.123 (Tomcat's OneLineFormatter)
+    "php": _ts_php,  # 24-Nov-2026 10:20:03 (php-fpm)
     "epoch": lambda at: f"{at:.3f}",  # 1764578403.123
     "epoch_ms": lambda at: str(int(at * 1000)),  # 1764578403123
 }
