@@ -243,6 +243,9 @@ def evaluate(
     ] = "stub",
     strategies: Annotated[str, typer.Option(help="comma-separated: ours, seed")] = "ours,seed",
     cases: Annotated[str, typer.Option(help="comma-separated case names (default: all)")] = "",
+    suite: Annotated[
+        str, typer.Option(help="dev (the golden set), heldout (issue 21) or all")
+    ] = "dev",
     ctx: Annotated[int, typer.Option(help="context size of the model")] = 4096,
     max_tokens: Annotated[int, typer.Option(help="answer cap")] = 512,
     model_name: Annotated[str | None, typer.Option(help="name sent as `model`")] = None,
@@ -258,7 +261,11 @@ def evaluate(
     from cli.evaluate import eval_client, eval_settings
     from eval import report, runner
 
-    chosen = runner.cases_named(cases)
+    if suite not in ("dev", "heldout", "all"):
+        raise typer.BadParameter("dev, heldout or all", param_hint="--suite")
+    if docs and suite != "dev":
+        raise typer.BadParameter("--docs regenerates the dev suite's blocks", param_hint="--suite")
+    chosen = runner.cases_named(cases, suite)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     with eval_client(
         model, ctx=ctx, run_dir=ROOT / ".run" / "eval-model", model_name=model_name
@@ -275,8 +282,9 @@ def evaluate(
             progress=lambda line: console.print(line, markup=False),
         )
     text = report.markdown(result)
-    path = runner.save(result, text)
+    path = runner.save(result, text, suite)
     console.print(report.summary_table([result]), markup=False)
+    console.print(report.strict_table(result), markup=False)
     console.print(f"written to {path}")
     if docs:
         console.print(f"regenerated {report.write_docs(result, text)}")

@@ -29,6 +29,13 @@ COLUMNS = [
     ("median_ttft_s", "median TTFT s"),
     ("total_s", "total s"),
 ]
+STRICT_COLUMNS = [
+    ("cases", "cases"),
+    ("strict_top1", "strict top-1"),
+    ("strict_top3", "strict top-3"),
+    ("mrr", "MRR"),
+    ("failed", "failed runs"),
+]
 
 
 def _cell(value: Any) -> Any:
@@ -49,6 +56,35 @@ def summary_table(reports: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def strict_table(report: Mapping[str, Any]) -> str:
+    """Strict figures per strategy and suite (issue 21): the first probable cause's template."""
+    rows = [
+        [strategy, suite, *(_cell(figures["all"][key]) for key, _ in STRICT_COLUMNS)]
+        for strategy, suites in report.get("strict", {}).items()
+        for suite, figures in suites.items()
+        if figures["all"]["strict_top1"] is not None
+    ]
+    return table(
+        ["strategy", "suite", *(label for _, label in STRICT_COLUMNS)],
+        rows,
+        align="ll" + "r" * len(STRICT_COLUMNS),
+    )
+
+
+def classes_table(report: Mapping[str, Any], strategy: str = "ours") -> str:
+    """Strict figures of one strategy per suite and class (held-out cases have a class)."""
+    rows = [
+        [suite, name, *(_cell(figures[key]) for key, _ in STRICT_COLUMNS)]
+        for suite, per_suite in report.get("strict", {}).get(strategy, {}).items()
+        for name, figures in per_suite["classes"].items()
+    ]
+    return table(
+        ["suite", "class", *(label for _, label in STRICT_COLUMNS)],
+        rows,
+        align="ll" + "r" * len(STRICT_COLUMNS),
+    )
+
+
 def cases_table(report: Mapping[str, Any]) -> str:
     """Per case: what each strategy found."""
     rows = []
@@ -56,10 +92,12 @@ def cases_table(report: Mapping[str, Any]) -> str:
         rows.append(
             [
                 case["case"],
+                case.get("suite", "dev"),
                 case["strategy"],
                 "yes" if case["evidence_recall"] else "no",
                 _cell(case["evidence_rank"]),
                 _cell({True: "yes", False: "no"}.get(case["findings_recall"])),
+                _strict_cell(case),
                 _cell({True: "yes", False: "no"}.get(case["answer_recall"])),
                 case["model_status"],
                 "yes" if case["degenerate"] else "",
@@ -72,10 +110,12 @@ def cases_table(report: Mapping[str, Any]) -> str:
         )
     headers = [
         "case",
+        "suite",
         "strategy",
         "cause in evidence",
         "rank",
         "findings",
+        "strict rank",
         "answer",
         "model",
         "degenerate",
@@ -85,18 +125,29 @@ def cases_table(report: Mapping[str, Any]) -> str:
         "prompt tokens",
         "TTFT s",
     ]
-    return table(headers, rows, align="ll" + "r" * (len(headers) - 2))
+    return table(headers, rows, align="lll" + "r" * (len(headers) - 3))
+
+
+def _strict_cell(case: Mapping[str, Any]) -> Any:
+    if case.get("error"):
+        return "failed"
+    if case.get("strict_top1") is None:
+        return "–"
+    return case["strict_rank"] or "miss"
 
 
 def markdown(report: Mapping[str, Any]) -> str:
-    return "\n\n".join(
-        [
-            f"Evaluation of {report['revision']} against `{report['model']}` on "
-            f"{report['date']} ({len({c['case'] for c in report['cases']})} incidents).",
-            summary_table([report]),
-            cases_table(report),
-        ]
-    )
+    parts = [
+        f"Evaluation of {report['revision']} against `{report['model']}` on "
+        f"{report['date']} ({len({c['case'] for c in report['cases']})} incidents).",
+        summary_table([report]),
+    ]
+    if report.get("strict"):
+        parts.append(strict_table(report))
+        if any(per["classes"] for per in report["strict"].get("ours", {}).values()):
+            parts.append(classes_table(report))
+    parts.append(cases_table(report))
+    return "\n\n".join(parts)
 
 
 EVALUATION_DOC = ROOT / "docs" / "evaluation.md"
@@ -121,16 +172,21 @@ def write_docs(report: Mapping[str, Any], text: str) -> str:
 
 
 def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) -> list[str]:
-    """What the `ours` strategy misses of the floors (any model: degenerate rate 0, no model
-    call for a quiet namespace), and any leak under any strategy."""
+    """What the `ours` strategy misses of the floors on the dev suite (any model: degenerate
+    rate 0, no model call for a quiet namespace), and any leak under any strategy and suite.
+
+    The held-out suite has no floor yet (issue 21: it comes with the new findings rules).
+    """
     problems = []
-    ours = report["summary"].get("ours", {})
-    for key, floor in floors.items():
-        value = ours.get(key)
-        if value is None or value < floor:
-            problems.append(f"ours: {key} {value} < {floor}")
-    if ours.get("degenerate_rate"):
-        problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
+    suites = report.get("suites")
+    ours = (suites.get("dev", {}) if suites is not None else report["summary"]).get("ours")
+    if ours is not None:
+        for key, floor in floors.items():
+            value = ours.get(key)
+            if value is None or value < floor:
+                problems.append(f"ours: {key} {value} < {floor}")
+        if ours.get("degenerate_rate"):
+            problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
     for strategy, figures in report["summary"].items():
         if figures["leaks"]:
             problems.append(f"{strategy}: {figures['leaks']} leaked secrets")

@@ -6,6 +6,11 @@ warning-only namespace, the findings say so); answer recall (the answer names th
 keywords); citation validity; whether the answer degenerated; leaks (a secret of the case in
 the prompt or the result); compression (lines → templates → prompt tokens); time to first
 token and in all.
+
+Strict scoring (issue 21), per suite (`dev`, `heldout`) and per class: the rank of the first
+probable cause whose **template** (not its examples) the cause pattern matches, giving
+strict top-1, top-3 and the mean reciprocal rank. A case with no cause to find counts as found
+only when no probable cause is named. A run that raises counts as a miss, never as skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import re
 import statistics
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -53,6 +59,13 @@ class Score:
     ttft_s: float | None
     total_s: float
     model_status: str
+    suite: str = "dev"
+    failure_class: str = ""
+    strict_rank: int | None = None  # rank of the first probable cause matching; None: none
+    strict_top1: bool | None = None  # None: the strategy has no findings
+    strict_top3: bool | None = None
+    strict_rr: float | None = None  # reciprocal rank (0 when missed)
+    error: str | None = None  # the run failed: what it raised
 
 
 def request_for(case: Case) -> AnalysisRequest:
@@ -82,11 +95,48 @@ def _findings_recall(case: Case, outcome: Outcome, pattern: re.Pattern[str] | No
         return findings.empty and not findings.probable_causes
     if case.expected.low_severity_only:
         return findings.only_low_severity and not findings.probable_causes
+    if case.expected.no_cause:
+        return not findings.probable_causes
     if not findings.probable_causes or pattern is None:
         return False
     cause = findings.probable_causes[0]
     shown = dict(zip(outcome.shown_ids, outcome.shown, strict=False))
     return bool(pattern.search(shown.get(cause.template_id, cause.template)))
+
+
+def _no_cause_expected(case: Case) -> bool:
+    expected = case.expected
+    return (
+        expected.empty
+        or expected.low_severity_only
+        or expected.no_cause
+        or not (expected.cause_pattern)
+    )
+
+
+def strict_rank(case: Case, outcome: Outcome) -> int | None:
+    """Strict rank: 1-based position of the first probable cause whose template matches.
+
+    A case with no cause to find is ranked 1 when no probable cause is named (and, for a
+    quiet or warning-only namespace, the findings say so), else None. A failed run: None.
+    """
+    findings = outcome.findings
+    if findings is None or outcome.error is not None:
+        return None
+    expected = case.expected
+    if _no_cause_expected(case):
+        if findings.probable_causes:
+            return None
+        if expected.empty and not findings.empty:
+            return None
+        if expected.low_severity_only and not findings.only_low_severity:
+            return None
+        return 1
+    pattern = re.compile(expected.cause_pattern)
+    return next(
+        (n for n, c in enumerate(findings.probable_causes, 1) if pattern.search(c.template)),
+        None,
+    )
 
 
 def _answer_recall(case: Case, outcome: Outcome) -> bool | None:
@@ -106,6 +156,10 @@ def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
     public = outcome.prompt + outcome.answer + outcome.result_json
     if outcome.findings is not None:
         public += outcome.findings.model_dump_json()
+    has_findings = outcome.findings is not None or (
+        outcome.error is not None and strategy in FINDINGS_STRATEGIES
+    )
+    ranked = strict_rank(case, outcome)
     return Score(
         case=case.name,
         strategy=strategy,
@@ -113,7 +167,11 @@ def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
         tags=list(case.tags),
         evidence_recall=None if pattern is None else rank is not None,
         evidence_rank=rank,
-        findings_recall=_findings_recall(case, outcome, pattern),
+        findings_recall=(
+            False
+            if outcome.error is not None and strategy in FINDINGS_STRATEGIES
+            else _findings_recall(case, outcome, pattern)
+        ),
         answer_recall=_answer_recall(case, outcome),
         citations_valid=len(outcome.cited_valid),
         citations_invalid=len(outcome.cited_invalid),
@@ -125,12 +183,30 @@ def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
         ttft_s=outcome.ttft_s,
         total_s=round(outcome.total_s, 3),
         model_status=outcome.model_status,
+        suite=case.suite,
+        failure_class=case.failure_class,
+        strict_rank=ranked,
+        strict_top1=ranked == 1 if has_findings else None,
+        strict_top3=ranked is not None and ranked <= 3 if has_findings else None,
+        strict_rr=(1.0 / ranked if ranked else 0.0) if has_findings else None,
+        error=outcome.error,
     )
 
 
-def _rate(values: Sequence[bool | None]) -> float | None:
+def _rate(values: Sequence[bool | float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return round(sum(known) / len(known), 3) if known else None
+
+
+def strict_summary(scores: Sequence[Score]) -> dict[str, Any]:
+    """Strict top-1, top-3 and MRR of some scores (one strategy), and how many runs failed."""
+    return {
+        "cases": len(scores),
+        "strict_top1": _rate([s.strict_top1 for s in scores]),
+        "strict_top3": _rate([s.strict_top3 for s in scores]),
+        "mrr": _rate([s.strict_rr for s in scores]),
+        "failed": sum(s.error is not None for s in scores),
+    }
 
 
 def summarize(scores: Sequence[Score]) -> dict[str, Any]:
@@ -157,7 +233,25 @@ def summarize(scores: Sequence[Score]) -> dict[str, Any]:
         "prompt_tokens": sum(s.prompt_tokens or 0 for s in scores),
         "median_ttft_s": round(statistics.median(ttfts), 3) if ttfts else None,
         "total_s": round(sum(s.total_s for s in scores), 1),
+        **{k: v for k, v in strict_summary(scores).items() if k != "cases"},
     }
+
+
+def by_suite_and_class(scores: Sequence[Score], strategy: str) -> dict[str, dict[str, Any]]:
+    """Strict figures of one strategy per suite, then per class within each suite."""
+    out: dict[str, dict[str, Any]] = {}
+    mine = [s for s in scores if s.strategy == strategy]
+    for suite in sorted({s.suite for s in mine}):
+        in_suite = [s for s in mine if s.suite == suite]
+        classes = sorted({s.failure_class for s in in_suite if s.failure_class})
+        out[suite] = {
+            "all": strict_summary(in_suite),
+            "classes": {
+                name: strict_summary([s for s in in_suite if s.failure_class == name])
+                for name in classes
+            },
+        }
+    return out
 
 
 def revision() -> str:
@@ -188,13 +282,14 @@ def run(
         pods = write_case(case, CACHE)
         request = request_for(case)
         for strategy in strategies:
-            outcome = STRATEGIES[strategy](request, pods, client, settings)
+            outcome = run_strategy(strategy, request, pods, client, settings)
             scored = score(case, strategy, model, outcome)
             scores.append(scored)
             progress(
                 f"{case.name:<32} {strategy:<5} evidence {scored.evidence_recall!s:<5} "
-                f"findings {scored.findings_recall!s:<5} answer {scored.answer_recall!s:<5} "
-                f"{scored.total_s:6.1f} s"
+                f"findings {scored.findings_recall!s:<5} strict {scored.strict_rank!s:<4} "
+                f"answer {scored.answer_recall!s:<5} {scored.total_s:6.1f} s"
+                + (f" FAILED: {scored.error}" if scored.error else "")
             )
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -205,13 +300,49 @@ def run(
             strategy: summarize([s for s in scores if s.strategy == strategy])
             for strategy in strategies
         },
+        "suites": {
+            suite: {
+                strategy: summarize(
+                    [s for s in scores if s.strategy == strategy and s.suite == suite]
+                )
+                for strategy in strategies
+            }
+            for suite in sorted({s.suite for s in scores})
+        },
+        "strict": {strategy: by_suite_and_class(scores, strategy) for strategy in strategies},
         "cases": [asdict(s) for s in scores],
     }
 
 
-def cases_named(names: str) -> list[Case]:
-    """All cases, or those named (comma-separated)."""
-    cases = all_cases()
+FINDINGS_STRATEGIES = frozenset({"ours"})
+"""Strategies that compute findings: a failed run of one of them is a strict miss."""
+
+
+def run_strategy(
+    strategy: str,
+    request: AnalysisRequest,
+    pods: Path,
+    client: EvalClient | None,
+    settings: Settings,
+) -> Outcome:
+    """One strategy on one case; a run that raises becomes a failed outcome (a miss)."""
+    started = time.monotonic()
+    try:
+        return STRATEGIES[strategy](request, pods, client, settings)
+    except Exception as exc:  # any failure of the pipeline is a scored miss, not a crash
+        return Outcome(
+            shown=[],
+            answer="",
+            prompt="",
+            total_s=time.monotonic() - started,
+            model_status="failed",
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def cases_named(names: str, suite: str = "dev") -> list[Case]:
+    """All cases of `suite` (`dev`, `heldout`, `all`), or those named (comma-separated)."""
+    cases = all_cases(suite)
     if not names:
         return cases
     wanted = {name.strip() for name in names.split(",")}
@@ -221,11 +352,12 @@ def cases_named(names: str) -> list[Case]:
     return [c for c in cases if c.name in wanted]
 
 
-def save(report: dict[str, Any], text: str) -> Path:
-    """Write the report as JSON and Markdown under eval/results/ (and as latest-<model>)."""
+def save(report: dict[str, Any], text: str, suite: str = "dev") -> Path:
+    """Write the report as JSON and Markdown under eval/results/: `latest-<model>` for the dev
+    suite, `latest-<model>-<suite>` for the others (so a held-out run keeps the dev figures)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", report["model"].lower()).strip("-")
-    for name in (f"latest-{slug}",):
-        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-        (RESULTS / f"{name}.md").write_text(text + "\n")
-    return RESULTS / f"latest-{slug}.md"
+    name = f"latest-{slug}" if suite == "dev" else f"latest-{slug}-{suite}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    return RESULTS / f"{name}.md"

@@ -48,6 +48,7 @@ class Outcome:
     cited_invalid: list[str] = field(default_factory=list)
     shown_ids: list[str] = field(default_factory=list)
     result_json: str = ""
+    error: str | None = None  # the run raised this: it counts as a miss
 
 
 class CollectingSink:

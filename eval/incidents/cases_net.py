@@ -443,7 +443,7 @@ TLS_EXPIRED = Spec(
         start=window("2026-11-24T02:30:00Z", 60)[0],
         end=window("2026-11-24T02:30:00Z", 60)[1],
         expected=Expected(
-            cause_pattern=r"x509: certificate has expired or is not yet valid",
+            cause_pattern=r"certificate has expired or is not yet valid",
             cause_keywords=("certificate has expired",),
         ),
         forbidden=(),

@@ -19,6 +19,7 @@ class Expected:
     cause_keywords: tuple[str, ...]
     empty: bool = False
     low_severity_only: bool = False
+    no_cause: bool = False  # a false-positive case: any probable cause named is wrong
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Case:
     approx_lines: int
     question: str | None = None
     scan_limit: int = 100_000
+    suite: str = "dev"  # `dev` (looked at while tuning) or `heldout` (eval/heldout/cases)
+    failure_class: str = ""  # held-out cases: the class of issue 21 it tests
+    source: str = ""  # held-out cases: the public story it follows (title <url>)
 
     @property
     def window_seconds(self) -> float:
