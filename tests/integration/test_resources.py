@@ -31,7 +31,7 @@ def test_publishing_an_evaluation_closes_its_redis_client(redis_url: str) -> Non
     real_from_url = redis.Redis.from_url
 
     def recording_from_url(url: str, **kwargs: object) -> redis.Redis:
-        client = real_from_url(url, **kwargs)  # type: ignore[arg-type]
+        client = real_from_url(url, **kwargs)
         opened.append(client)
         return client
 
