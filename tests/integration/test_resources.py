@@ -22,7 +22,6 @@ def connected_clients(url: str) -> int:
         return len(probe.client_list()) - 1  # not the probe itself
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.14: eval.report.publish never closes its client")
 def test_publishing_an_evaluation_closes_its_redis_client(redis_url: str) -> None:
     from eval.report import publish
 
@@ -44,7 +43,6 @@ def test_publishing_an_evaluation_closes_its_redis_client(redis_url: str) -> Non
         assert connected_clients(redis_url) == before
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.14: the worker heartbeat's client stays open")
 def test_stopping_the_worker_heartbeat_closes_its_redis_client(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -62,7 +60,6 @@ def test_stopping_the_worker_heartbeat_closes_its_redis_client(
         get_settings.cache_clear()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20.14: pytest ignores ResourceWarning")
 def test_the_test_suite_does_not_hide_resource_leaks() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     filters = config["tool"]["pytest"]["ini_options"]["filterwarnings"]
