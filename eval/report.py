@@ -211,12 +211,13 @@ GAUGES = {
 
 def publish(report: Mapping[str, Any], redis_url: str) -> int:
     """Set the report's figures as gauges in the service's metrics (served by `/metrics`)."""
-    recorder = MetricsRecorder(redis.Redis.from_url(redis_url))
     written = 0
-    for strategy, figures in report["summary"].items():
-        for key, name in GAUGES.items():
-            value = figures.get(key)
-            if value is not None:
-                recorder.set(name, float(value), strategy=strategy, model=report["model"])
-                written += 1
+    with redis.Redis.from_url(redis_url) as client:
+        recorder = MetricsRecorder(client)
+        for strategy, figures in report["summary"].items():
+            for key, name in GAUGES.items():
+                value = figures.get(key)
+                if value is not None:
+                    recorder.set(name, float(value), strategy=strategy, model=report["model"])
+                    written += 1
     return written

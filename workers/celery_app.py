@@ -45,17 +45,19 @@ celery_app = Celery("log_analyzer", include=["workers.tasks"])
 configure(celery_app, get_settings())
 
 _heartbeat: Periodic | None = None
+_heartbeat_client: redis.Redis | None = None
 
 
 @worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     # `/ready` counts workers by these keys; they expire when the beats stop.
-    global _heartbeat
+    global _heartbeat, _heartbeat_client
     settings = get_settings()
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     client = redis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_timeout=5, socket_connect_timeout=2
     )
+    _heartbeat_client = client
     key = redis_keys.worker_heartbeat(hostname)
     ttl = max(int(settings.worker_heartbeat_s * 3), 2)
     _heartbeat = Periodic(
@@ -66,8 +68,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
+    global _heartbeat, _heartbeat_client
     if _heartbeat is not None:
         _heartbeat.stop()
+        _heartbeat = None
+    if _heartbeat_client is not None:
+        _heartbeat_client.close()
+        _heartbeat_client = None
 
 
 @setup_logging.connect

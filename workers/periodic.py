@@ -37,8 +37,11 @@ class Periodic:
         self._safe_beat()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait_s: float = 5.0) -> None:
+        """Stop beating; waits for a beat under way so its resources can be closed after."""
         self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
 
 @contextmanager

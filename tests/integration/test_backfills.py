@@ -298,6 +298,7 @@ def test_a_new_finding_is_sent_to_the_webhook_once_and_signed(fresh_stack: Servi
         time.sleep(1)
     finally:
         server.shutdown()
+        server.server_close()
     # Once per new finding: the second backfill saw the same problems and sent nothing.
     sent = [json.loads(body)["finding"]["fingerprint"] for _, body in Receiver.received]
     assert sorted(sent) == sorted(causes), sent

@@ -32,9 +32,9 @@ def loki() -> Iterator[LokiStub]:
         yield stub
 
 
-def source(loki: LokiStub, **kw: object) -> LokiSource:
+def source(client: httpx.Client, loki: LokiStub, **kw: object) -> LokiSource:
     kw.setdefault("sleep", lambda s: None)
-    return LokiSource(httpx.Client(), loki.url, **kw)  # type: ignore[arg-type]
+    return LokiSource(client, loki.url, **kw)  # type: ignore[arg-type]
 
 
 def push_busy(
@@ -54,7 +54,8 @@ def push_busy(
 
 
 def read(loki: LokiStub, plan: ReadPlan, **kw: object) -> tuple[list[RawLine], SourceRead]:
-    return read_all(source(loki, **kw), plan)
+    with httpx.Client() as client:
+        return read_all(source(client, loki, **kw), plan)
 
 
 def window(minutes: int = 10, log_filter: LogFilter = EVERYTHING) -> Window:
