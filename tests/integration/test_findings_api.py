@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from shared.findings_store import record_sightings
-from shared.schemas import AnalysisRequest, Findings, JobResult, Level
-from shared.schemas.findings import ProbableCause, Searched
+from shared.schemas import AnalysisRequest
 from shared.settings import Settings
 from shared.tenancy import DEFAULT_TENANT
+from tests.support.findings import result_with_cause
 from tests.support.incident import job_request
 
 pytestmark = pytest.mark.integration
@@ -38,26 +38,7 @@ def a_finding(redis_url: str) -> str:
     """One finding in `shop`, last seen 2026-11-24 07:00 UTC; its job id."""
     job_id = uuid.uuid4().hex
     request = AnalysisRequest.model_validate(job_request())
-    cause = ProbableCause(
-        template_id="T1",
-        fingerprint="fp-disk",
-        template="could not extend file: No space left on device",
-        level=Level.ERROR,
-        first_seen=request.time_range.start,
-        count=4,
-        confidence="high",
-        reasons=["the earliest error"],
-    )
-    found = Findings(
-        empty=False,
-        summary="Probable root cause: T1",
-        searched=Searched(
-            query="{}", start=cause.first_seen, end=cause.first_seen, lines_scanned=4
-        ),
-        probable_causes=[cause],
-        new_templates=["T1"],
-    )
-    result = JobResult(analysis="", findings=found, evidence=[], model="m")
+    result = result_with_cause("fp-disk", request.time_range.start)
     with redis.Redis.from_url(redis_url) as sync:
         record_sightings(sync, DEFAULT_TENANT, job_id, request, result, ttl_s=3600)
     return job_id

@@ -23,9 +23,9 @@ from api.main import create_app
 from cli.harness import wait_until
 from shared import redis_keys
 from shared.findings_store import record_sightings
-from shared.schemas import AnalysisRequest, Findings, JobResult, Level
-from shared.schemas.findings import ProbableCause, Searched
+from shared.schemas import AnalysisRequest, JobResult
 from shared.settings import Settings
+from tests.support.findings import result_with_cause
 from tests.support.incident import job_request
 from tests.support.stack import ServiceStack
 
@@ -112,26 +112,7 @@ def test_an_admin_sees_and_cancels_any_job_of_its_tenant(client: TestClient) -> 
 def a_cause_seen(job_id: str) -> tuple[AnalysisRequest, JobResult]:
     """A job in `shop` and its result with one probable cause, as a worker records them."""
     request = AnalysisRequest.model_validate(job_request())
-    cause = ProbableCause(
-        template_id="T1",
-        fingerprint=f"fp-{job_id[:8]}",
-        template="could not extend file: No space left on device",
-        level=Level.ERROR,
-        first_seen=request.time_range.start,
-        count=4,
-        confidence="high",
-        reasons=["the earliest error"],
-    )
-    findings = Findings(
-        empty=False,
-        summary="Probable root cause: T1",
-        searched=Searched(
-            query="{}", start=cause.first_seen, end=cause.first_seen, lines_scanned=4
-        ),
-        probable_causes=[cause],
-        new_templates=["T1"],
-    )
-    return request, JobResult(analysis="", findings=findings, evidence=[], model="m")
+    return request, result_with_cause(f"fp-{job_id[:8]}", request.time_range.start)
 
 
 def test_a_key_of_another_tenant_reads_nothing_of_this_one(

@@ -11,10 +11,10 @@ import pytest
 
 from shared import redis_keys
 from shared.findings_store import list_findings, migrate_legacy_findings, record_sightings
-from shared.schemas import AnalysisRequest, Findings, JobResult, Level
+from shared.schemas import AnalysisRequest, JobResult, Level
 from shared.schemas.backfills import Finding, Sighting
-from shared.schemas.findings import ProbableCause, Searched
 from shared.tenancy import DEFAULT_TENANT
+from tests.support.findings import result_with_cause
 from tests.support.incident import job_request
 
 T0 = datetime(2026, 11, 24, 6, tzinfo=UTC)
@@ -91,24 +91,7 @@ def test_a_tenants_findings_are_listed_for_that_tenant_only() -> None:
 
 def a_job_seeing(fingerprint: str) -> tuple[AnalysisRequest, JobResult]:
     request = AnalysisRequest.model_validate(job_request())
-    cause = ProbableCause(
-        template_id="T1",
-        fingerprint=fingerprint,
-        template=f"template {fingerprint}",
-        level=Level.ERROR,
-        first_seen=T0,
-        count=3,
-        confidence="high",
-        reasons=["the earliest error"],
-    )
-    findings = Findings(
-        empty=False,
-        summary="Probable root cause: T1",
-        searched=Searched(query="{}", start=T0, end=T0, lines_scanned=3),
-        probable_causes=[cause],
-        new_templates=["T1"],
-    )
-    return request, JobResult(analysis="", findings=findings, evidence=[], model="m")
+    return request, result_with_cause(fingerprint, T0, template=f"template {fingerprint}", count=3)
 
 
 @pytest.mark.parametrize("job_id", ["new-job", "old-1"])  # old-1: a redelivered stage

@@ -29,6 +29,7 @@ from shared.schemas import (
 from shared.settings import Settings
 from shared.telemetry import ContextFilter, log_context
 from shared.tenancy import DEFAULT_TENANT
+from tests.support.findings import result_with_cause
 from tests.support.incident import job_request
 from workers.middleware import CHAIN
 from workers.middleware import tracing as tracing_module
@@ -311,32 +312,10 @@ def test_the_chain_runs_the_work_once_inside_every_middleware(store: JobStore) -
 # --- record_findings ------------------------------------------------------------------------
 
 
-def result_with_cause(fingerprint: str = "fp-disk") -> JobResult:
+def a_disk_full_result() -> JobResult:
     from datetime import UTC, datetime
 
-    from shared.schemas import Findings, Level
-    from shared.schemas.findings import ProbableCause, Searched
-
-    cause = ProbableCause(
-        template_id="T1",
-        fingerprint=fingerprint,
-        template="could not extend file: No space left on device",
-        level=Level.ERROR,
-        first_seen=datetime(2026, 11, 24, 6, 20, tzinfo=UTC),
-        count=4,
-        confidence="high",
-        reasons=["the earliest error"],
-    )
-    findings = Findings(
-        empty=False,
-        summary="Probable root cause: T1",
-        searched=Searched.model_validate(
-            {"query": "{}", "start": cause.first_seen, "end": cause.first_seen, "lines_scanned": 4}
-        ),
-        probable_causes=[cause],
-        new_templates=["T1"],
-    )
-    return JobResult(analysis="", findings=findings, evidence=[], model="m")
+    return result_with_cause("fp-disk", datetime(2026, 11, 24, 6, 20, tzinfo=UTC))
 
 
 def stored_findings(store: JobStore) -> dict[str, Any]:
@@ -348,7 +327,7 @@ def test_a_successful_job_adds_one_sighting_per_cause_once(store: JobStore) -> N
     from workers.middleware.findings import record_findings
 
     run = new_run(store, Stage.CALL_LLM)
-    run.result = result_with_cause()
+    run.result = a_disk_full_result()
     store.redis.hset(redis_keys.job(JOB), "status", "succeeded")
     record_findings(run, lambda: None)
     record_findings(run, lambda: None)  # a redelivered stage counts nothing twice
@@ -361,7 +340,7 @@ def test_a_job_that_did_not_succeed_adds_no_sighting(store: JobStore) -> None:
     from workers.middleware.findings import record_findings
 
     run = new_run(store, Stage.CALL_LLM)
-    run.result = result_with_cause()
+    run.result = a_disk_full_result()
     store.redis.hset(redis_keys.job(JOB), "status", "cancelled")
     record_findings(run, lambda: None)
     assert stored_findings(store) == {}
