@@ -107,7 +107,6 @@ def test_a_stack_trace_is_named_by_its_innermost_cause(name: str) -> None:
     assert any(first in ex and last in ex for ex in item.examples), item.examples
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: a fatal word raises an explicit INFO line")
 def test_an_explicit_level_is_not_raised_by_the_words_of_its_line() -> None:
     flags = "INFO [main] Starting JVM with -Xmx512m -XX:+HeapDumpOnOutOfMemoryError"
     assert severity(Level.INFO, flags) == LEVEL_RANK[Level.INFO]
