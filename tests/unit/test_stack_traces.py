@@ -93,7 +93,6 @@ def analyse(lines: list[RawLine], *, heads_only: bool = False) -> NormalizeResul
     return normalize(entries, window=WindowInfo(T0, T0 + WINDOW_S * SECOND))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: traces are named by their first line")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_stack_trace_is_named_by_its_innermost_cause(name: str) -> None:
     event, words = CASES[name]
@@ -131,7 +130,6 @@ def job(result: NormalizeResult) -> tuple[AnalysisRequest, JobResult]:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21: a renamed finding must stay known")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_finding_named_by_its_cause_keeps_the_identity_stored_before(name: str) -> None:
     event, words = CASES[name]
