@@ -259,9 +259,23 @@ def test_java_uncaught_exception_is_one_entry() -> None:
         "\tat com.example.Queue.add(Queue.java:58)",
     ]
     entry = only(burst(lines))
-    assert entry.level == Level.ERROR
+    assert entry.level == Level.FATAL  # inferred from the head, raised by `OutOfMemoryError`
     assert entry.message == "\n".join(lines)
     assert entry.fields["exception"] == "java.lang.OutOfMemoryError: Java heap space"
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("java.lang.OutOfMemoryError: Java heap space", Level.FATAL),
+        ("worker 3 failed: out of memory", Level.FATAL),
+        ("INFO [main] JVM flags: -XX:+HeapDumpOnOutOfMemoryError", Level.INFO),
+        ("WARN pool at 90%, fatal soon", Level.WARN),
+        ("request failed, flags -XX:+HeapDumpOnOutOfMemoryError", Level.ERROR),
+    ],
+)
+def test_words_of_death_raise_only_an_inferred_level(line: str, level: Level) -> None:
+    assert only([raw(line)]).level == level
 
 
 def test_bare_java_exception_line_does_not_join_an_info_line() -> None:

@@ -130,7 +130,7 @@ def postgres_incident() -> tuple[list[Entry], str]:
 
 
 def oom_incident() -> tuple[list[Entry], str]:
-    """The api container is OOMKilled twice; the kubelet line itself is only INFO."""
+    """The api container is OOMKilled twice; the kubelet line states no level."""
     rng = random.Random(2)
     entries = noise(rng, 3000)
     for ts, pod in ((180.0, API_PODS[0]), (420.0, API_PODS[2])):
@@ -139,7 +139,7 @@ def oom_incident() -> tuple[list[Entry], str]:
                 ts,
                 pod,
                 "api",
-                Level.INFO,
+                Level.UNKNOWN,
                 f"Container api in pod {pod} terminated: reason=OOMKilled exitCode=137 limit=512Mi",
             )
         )

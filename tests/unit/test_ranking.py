@@ -12,11 +12,16 @@ from workers.evidence.ranking import severity
     ("level", "template", "expected"),
     [
         (
-            Level.ERROR,
+            Level.UNKNOWN,
             'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
             Level.FATAL,
         ),
-        (Level.INFO, "container api OOMKilled", Level.FATAL),
+        (Level.UNKNOWN, "container api OOMKilled", Level.FATAL),
+        # An explicit level wins over the words of its line (issue 21).
+        (Level.INFO, "container api OOMKilled", Level.INFO),
+        (Level.ERROR, "java.lang.OutOfMemoryError: Java heap space", Level.ERROR),
+        (Level.WARN, "failed to refresh flags, will retry", Level.WARN),
+        (Level.INFO, "still waiting for ShareLock on transaction <*>", Level.WARN),
         (Level.UNKNOWN, "dial tcp <*>: connect: connection refused", Level.ERROR),
         (Level.INFO, "GET /healthz 200", Level.INFO),
         (Level.FATAL, "database system is shut down", Level.FATAL),

@@ -1,8 +1,8 @@
 """Rank mined templates so the likely cause of an incident comes first.
 
-A score mixes severity (the entry level, raised by telling words such as `FATAL` or
-`OOMKilled`), log-damped frequency with a small weight (so thousands of repeats of a
-consequence cannot outweigh one step of severity), burstiness, and onset:
+A score mixes severity (the entry level; a line without one takes the level its words imply,
+such as `FATAL` or `OOMKilled`), log-damped frequency with a small weight (so thousands of
+repeats of a consequence cannot outweigh one step of severity), burstiness, and onset:
 
 - among warning-or-worse templates that *began* in the window, the earliest are often the
   cause and the rest follow: earliness counts, and so does how much trouble began right
@@ -36,14 +36,13 @@ FOLLOW_MIN_S = 30.0  # what begins this soon after an onset follows it (or 5 % o
 FOLLOW_MAX_S = 300.0
 
 _MAX_RANK = max(LEVEL_RANK.values())
-_FATAL_RANK = LEVEL_RANK[Level.FATAL]
 _WARN_RANK = LEVEL_RANK[Level.WARN]
 _ERROR_RANK = LEVEL_RANK[Level.ERROR]
 _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
     (
         re.compile(
-            r"(?i)\b(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault)\b"
-            r"|outofmemory"
+            r"(?i)\b(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault"
+            r"|outofmemory(?:error)?)\b"
         ),
         LEVEL_RANK[Level.FATAL],
     ),
@@ -95,23 +94,21 @@ class Window:
 
 
 def severity(level: Level, template: str) -> int:
-    """`LEVEL_RANK` of the level, raised to what the template's own words imply.
+    """`LEVEL_RANK` of the level; a line without one takes what its own words imply.
 
-    Words of death (`FATAL`, `OOMKilled`, `panic`) raise any level; schema changes, lock
-    waits and resource alarms (`_NOTABLE_INFO`) raise info to warning; words of failure raise
-    only a line whose level is unknown: a line its program logged as a warning (`failed to
-    refresh flags, will retry`) stays a warning.
+    An explicit level wins: an INFO line that names `-XX:+HeapDumpOnOutOfMemoryError` or a
+    warning that says `failed to refresh flags, will retry` keeps its level. Words count as
+    whole words only. Schema changes, lock waits and resource alarms (`_NOTABLE_INFO`) are
+    the one exception: they rank info as a warning, a step an operator must see, never as an
+    error. (Flatten raises a level it inferred, not read, by the words of death.)
     """
+    if level is Level.UNKNOWN:
+        for pattern, implied in _KEYWORD_RANKS:
+            if pattern.search(template):
+                return implied
     rank = LEVEL_RANK[level]
     if rank < _WARN_RANK and _NOTABLE_INFO.search(template):
-        rank = _WARN_RANK
-    for pattern, implied in _KEYWORD_RANKS:
-        if implied <= rank:
-            break
-        if implied < _FATAL_RANK and level is not Level.UNKNOWN:
-            continue
-        if pattern.search(template):
-            return implied
+        return _WARN_RANK
     return rank
 
 

@@ -43,8 +43,11 @@ Rules, in the order they apply to each line:
    `exception`, `failed`, `failure`, `fatal`, `panic`, `warn` or `warning` not followed
    by `=` and not part of a path or a compound name (so `errors=0`, `error=nil` and
    `/error-pages/404` are not errors, but "no error" is: perfection is not the goal); else
-   UNKNOWN. Level names map as `CRITICAL`/`EMERG`/`ALERT`/`PANIC` →
-   fatal, `SEVERE` → error, `NOTICE`/`LOG` → info, `TRACE` → debug.
+   UNKNOWN. A level inferred (a known head, an exception token, a weak marker), never one
+   the line states, is raised to fatal by a whole word of death (`fatal`, `panic`,
+   `OOMKilled`, `out of memory`, `OutOfMemoryError`, `segmentation fault`). Level names
+   map as `CRITICAL`/`EMERG`/`ALERT`/`PANIC` → fatal, `SEVERE` → error, `NOTICE`/`LOG` →
+   info, `TRACE` → debug.
 
 Output is ordered by timestamp (stable for equal timestamps).
 """
@@ -209,6 +212,13 @@ _WEAK_LEVELS: Final = {
 }
 # Substring tests are far cheaper than the regex, which only runs when one matches.
 _WEAK_HINTS: Final = ("err", "fail", "warn", "exception", "fatal", "panic")
+# Words of death, whole words only: they raise a level the line's shape implied (an
+# exception class, a weak word), never one the line states (`INFO ... -XX:+HeapDumpOn...`).
+_DEATH_RE: Final = re.compile(
+    r"(?i)(?<![\w+-])(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault"
+    r"|outofmemory(?:error)?)(?![\w-])"
+)
+_DEATH_HINTS: Final = ("fatal", "panic", "oom", "memory", "segmentation")
 
 # A raised exception named by its module path, whatever its class is called:
 # `psycopg2.errors.DiskFull:`, `requests.exceptions.ConnectionError:`, `sqlalchemy.exc.X:`.
@@ -533,7 +543,7 @@ def _plain_level(text: str) -> Level | None:
     if text.startswith(_HEAD_PREFIXES):
         for prefix, level in _HEADS.items():
             if text.startswith(prefix):
-                return level
+                return _raised(level, text)
     first = text[:1]
     if first in _KLOG_LEVELS and text[5:6] == " " and text[1:5].isdigit():
         return _KLOG_LEVELS[first]
@@ -545,7 +555,7 @@ def _plain_level(text: str) -> Level | None:
     space = text.find(" ")
     token = text if space < 0 else text[:space]
     if token.endswith(_EXCEPTION_TOKEN_ENDS) or _DOTTED_EXCEPTION_RE.match(token):
-        return Level.ERROR
+        return _raised(Level.ERROR, text)
     if "panicked at" in text:  # Rust: thread 'main' panicked at src/main.rs:10:5
         return Level.FATAL
     return None
@@ -557,8 +567,18 @@ def _weak_level(text: str) -> Level | None:
     for hint in _WEAK_HINTS:
         if hint in low:
             match = _WEAK_RE.search(low)
-            return None if match is None else _WEAK_LEVELS[match.group(1)]
+            return None if match is None else _raised(_WEAK_LEVELS[match.group(1)], low)
     return None
+
+
+def _raised(level: Level, text: str) -> Level:
+    """A level inferred from the line's shape or words, raised to fatal by a word of death."""
+    if level is Level.FATAL:
+        return level
+    low = text.lower()
+    if any(hint in low for hint in _DEATH_HINTS) and _DEATH_RE.search(text):
+        return Level.FATAL
+    return level
 
 
 def _from_fields(obj: Mapping[str, Any], raw: str) -> tuple[Level | None, str, dict[str, str], str]:

@@ -3,6 +3,12 @@
 One pass over the entries, holding state per distinct masked message (bounded by the
 miner), never per entry: the window's entries and the previous window's are mined by the
 same miner, so a template seen in both is recognised as steady and one seen only now as new.
+
+A joined stack trace is mined by its innermost cause (`workers.evidence.traces`), so that is
+what it is ranked and named by; its example keeps the whole event. Its head line is mined
+too, as before, only to keep the finding's identity: the fingerprint of the head's template,
+which is what earlier versions stored, so a known problem renamed by its cause is not
+announced again (see `_identities`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from workers.evidence.findings import Template, cause_candidates, compute_findin
 from workers.evidence.ranking import TemplateStats, Window, rank
 from workers.evidence.redact import redact
 from workers.evidence.templates import TemplateMiner, fingerprint, mask
+from workers.evidence.traces import innermost_cause
 from workers.stages.query_loki import to_ns
 
 MAX_NAMES = 10  # pods / containers listed per template
@@ -33,6 +40,7 @@ STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, ma
 MAX_MINED_CHARS = 1000  # the miner sees the first line of a message, at most this long
 CUT_MARK = "…"  # ends a template whose line was longer than MAX_MINED_CHARS
 TIME_BINS = 32  # the window is cut into this many bins to measure burstiness and coverage
+MAX_HEADS = 20  # distinct head lines of the traces of one template kept for its identity
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,12 @@ class _Acc:
     containers: set[str] = field(default_factory=set)
     examples: list[str] = field(default_factory=list)
     bins: dict[int, float] = field(default_factory=dict)
+    heads: dict[int, float] = field(default_factory=dict)  # head signature -> lines (traces)
+    plain: bool = False  # some lines were mined as they are (not by an inner cause)
+
+    def add_head(self, sid: int, weight: float) -> None:
+        if sid in self.heads or len(self.heads) < MAX_HEADS:
+            self.heads[sid] = self.heads.get(sid, 0) + weight
 
     def merge(self, other: _Acc, max_examples: int) -> None:
         if self.count == 0:
@@ -77,6 +91,9 @@ class _Acc:
                 self.examples.append(example)
         for at, weight in other.bins.items():
             self.bins[at] = self.bins.get(at, 0) + weight
+        for sid, weight in other.heads.items():
+            self.add_head(sid, weight)
+        self.plain = self.plain or other.plain
 
 
 def window_info(request: AnalysisRequest, query: QueryCounts) -> WindowInfo:
@@ -107,6 +124,41 @@ def mined_text(entry: Entry, text: str) -> str:
     if len(first) > MAX_MINED_CHARS:
         head = f"{head} {CUT_MARK}"
     return f"{head} {entry.keep}" if entry.keep else head
+
+
+def _mined(miner: TemplateMiner, entry: Entry, text: str) -> tuple[int, int | None]:
+    """Mine an entry by its innermost cause (else its first line); the signature, and the
+    signature of its head when it was mined by a cause."""
+    head = mined_text(entry, text)
+    cause = innermost_cause(text)
+    if cause is None:
+        return miner.add_masked(head), None
+    # The head is mined as before, so its template (and fingerprint) is what it was.
+    return miner.add_masked(mined_text(entry, cause)), miner.add_masked(head)
+
+
+def _identities(miner: TemplateMiner, tids: list[int], accs: dict[int, _Acc]) -> list[str]:
+    """The fingerprint each template is known by: its own, or for a template of traces only,
+    the fingerprint of the template of its most frequent head (what was stored before
+    traces were named by their cause), unless a template mined as it is, or a larger one of
+    traces, already holds it."""
+    mined = miner.templates
+    own = [fingerprint(mined[tid].text) for tid in tids]
+    taken = {fp for tid, fp in zip(tids, own, strict=True) if accs[tid].plain}
+    out = list(own)
+    traced = [n for n, tid in enumerate(tids) if not accs[tid].plain and accs[tid].heads]
+    traced.sort(key=lambda n: (-accs[tids[n]].count, n))
+    for n in traced:
+        heads: dict[int, float] = {}
+        for sid, weight in accs[tids[n]].heads.items():
+            tid = miner.resolve(sid)
+            heads[tid] = heads.get(tid, 0) + weight
+        best = min(heads, key=lambda tid: (-heads[tid], tid))
+        identity = fingerprint(mined[best].text)
+        if identity not in taken:
+            out[n] = identity
+            taken.add(identity)
+    return out
 
 
 def _example(text: str) -> str:
@@ -155,11 +207,15 @@ def normalize(
             text, found = redact(text)
             redactions += found
         total += 1
-        sid = miner.add_masked(mined_text(entry, text))
+        sid, head = _mined(miner, entry, text)
         acc = signatures.get(sid)
         if acc is None:
             acc = signatures[sid] = _Acc(first_ns=entry.ts_ns, last_ns=entry.ts_ns)
         weight = entry.weight
+        if head is None:
+            acc.plain = True
+        else:
+            acc.add_head(head, weight)
         acc.count += weight
         if weight != 1.0:
             acc.estimated = True
@@ -187,7 +243,7 @@ def normalize(
         text = entry.message
         if not lines_redacted or entry.raw or "\n" in text:
             text = redact(text)[0]
-        sid = miner.add_masked(mined_text(entry, text))
+        sid = _mined(miner, entry, text)[0]
         before[sid] = before.get(sid, 0) + entry.weight
 
     templates: dict[int, _Acc] = {}
@@ -199,6 +255,7 @@ def normalize(
         earlier[tid] = earlier.get(tid, 0) + count
     mined = miner.templates
     tids = list(templates)
+    identities = _identities(miner, tids, templates)
     stats = [
         TemplateStats(
             template=mined[tid].text,
@@ -232,7 +289,7 @@ def normalize(
             containers=sorted(acc.containers),
             examples=acc.examples,
             score=round(r.score, 4),
-            fingerprint=fingerprint(s.template),
+            fingerprint=identities[r.index],
             new=None if s.previous is None else s.previous == 0,
             steady=r.steady,
         )
