@@ -55,7 +55,8 @@ from tests.stubs.server import free_port
 from tests.support.stack import service_env
 from workers.sources import ReadPlan, Window
 from workers.sources.loki import MAX_PAGE_SIZE, LokiSource, count_buckets
-from workers.sources.plan import SEVERE, Buckets, bucket_edges, plan_tasks
+from workers.sources.plan import Buckets, bucket_edges, plan_tasks
+from workers.sources.severity import TIERS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 MINUTE = 60 * 10**9
@@ -182,10 +183,14 @@ def read_sequential(client: httpx.Client, loki_url: str, plan: ReadPlan) -> tupl
     edges = bucket_edges(window.start_ns, window.end_ns)
     query = build_query(window.filters, window.log_filter)
     total = count_buckets(client, loki_url, query, edges, timeout_s=120)
-    severe_query = build_query(window.filters, window.narrowed(SEVERE).log_filter)
-    severe = count_buckets(client, loki_url, severe_query, edges, timeout_s=120)
+    tiers = [
+        count_buckets(
+            client, loki_url, build_query(window.filters, tier.log_filter), edges, timeout_s=120
+        )
+        for tier in TIERS
+    ]
     lines = 0
-    for task in plan_tasks(plan, Buckets(edges, total, severe)):
+    for task in plan_tasks(plan, Buckets(edges, total, tiers)):
         task_query = build_query(task.window.filters, task.window.log_filter)
         cursor, left = task.window.start_ns, task.limit or 10**12
         while cursor < task.window.end_ns and left > 0:

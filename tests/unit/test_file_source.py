@@ -235,9 +235,6 @@ def noisy_pods(tmp_path: Path, *, cause_at: float) -> Path:
     return tmp_path
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 21: one FATAL among 25k errors and warnings is sampled away"
-)
 @pytest.mark.parametrize("cause_at", [0.03, 0.53, 0.998])
 def test_a_single_fatal_among_many_errors_is_read_first(tmp_path: Path, cause_at: float) -> None:
     pods = noisy_pods(tmp_path, cause_at=cause_at)
