@@ -194,12 +194,14 @@ def read_sequential(client: httpx.Client, loki_url: str, plan: ReadPlan) -> tupl
     edges = bucket_edges(window.start_ns, window.end_ns)
     query = build_query(window.filters, window.log_filter)
     total = count_buckets(client, loki_url, query, edges, timeout_s=120)
-    tiers = [
-        count_buckets(
-            client, loki_url, build_query(window.filters, tier.log_filter), edges, timeout_s=120
-        )
-        for tier in TIERS
-    ]
+    tiers = None  # counted, as LokiSource does, only when the window does not fit
+    if sum(total) > plan.budget:
+        tiers = [
+            count_buckets(
+                client, loki_url, build_query(window.filters, tier.log_filter), edges, timeout_s=120
+            )
+            for tier in TIERS
+        ]
     lines = 0
     for task in plan_tasks(plan, Buckets(edges, total, tiers)):
         task_query = build_query(task.window.filters, task.window.log_filter)

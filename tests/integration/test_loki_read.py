@@ -127,7 +127,7 @@ def test_a_range_that_keeps_failing_is_reported_missing(
 
 def test_losing_most_of_the_window_fails_the_read(loki: LokiStub) -> None:
     push_busy(loki, 1000)
-    loki.fail_next(503, 1000, skip=1 + len(TIERS))  # after the counts: all, and each tier
+    loki.fail_next(503, 1000, skip=1)  # after the count (the window fits: no tier counts)
     with pytest.raises(LokiError, match="more than half of the window"):
         read(loki, ReadPlan(window(), 100_000, severity_first=True), retry=NO_RETRY)
     loki.clear_faults()
@@ -182,6 +182,19 @@ def test_a_single_fatal_among_many_errors_is_read_first(loki: LokiStub, cause_at
     coverage = done.coverage
     assert coverage is not None and coverage.mode == "sampled"
     assert coverage.lines_read == DEFAULT_SCAN_LIMIT
+
+
+def test_tiers_are_counted_only_when_the_window_does_not_fit(loki: LokiStub) -> None:
+    push_busy(loki, 300, cause_at=0.5)
+
+    def counts() -> int:
+        return sum("count_over_time" in r.params["query"] for r in loki.query_requests())
+
+    read(loki, ReadPlan(window(), 1000, severity_first=True))
+    assert counts() == 1
+    _, done = read(loki, ReadPlan(window(), 100, severity_first=True))
+    assert counts() == 1 + 1 + len(TIERS)
+    assert done.coverage is not None and [t.read for t in done.coverage.tiers] == [1, 0, 0]
 
 
 def test_a_filter_reads_the_whole_window_not_its_head(loki: LokiStub) -> None:

@@ -385,15 +385,17 @@ class LokiSource:
         read.coverage = tally.coverage(severity_first=plan.severity_first)
 
     def _buckets(self, pool: ThreadPoolExecutor, plan: ReadPlan, edges: list[int]) -> Buckets:
-        """The window's lines per bucket, and for a severity-first plan each tier's: one
-        count query each, at once."""
-        total = _submit(pool, self._count, plan.window, edges)
+        """The window's lines per bucket and, when a severity-first plan cannot read them
+        all, each tier's (one count query each, the tiers' at once): a window that fits
+        costs Loki one scan, not one per tier."""
+        total = self._count(plan.window, edges)
+        if not plan.severity_first or sum(total) <= plan.budget:
+            return Buckets(edges, total)
         tiers = [
             _submit(pool, self._count, plan.window.narrowed(tier.log_filter), edges)
-            for tier in (TIERS if plan.severity_first else ())
+            for tier in TIERS
         ]
-        counts = [tier.result() for tier in tiers]
-        return Buckets(edges, total.result(), counts if plan.severity_first else None)
+        return Buckets(edges, total, [tier.result() for tier in tiers])
 
     def _forward(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
         fetched = self._fetch(plan.window, plan.budget)
