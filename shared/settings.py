@@ -9,8 +9,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SCAN_LIMIT = 20_000
-# Error-or-warning lines: what a request without a log_filter reads first (and all the
-# original single-process service ever read).
+# Error-or-warning lines: all the original single-process service ever read (the held-out
+# eval's seed filter). The read plan now reads by severity tier: workers/sources/severity.py.
 SEVERE_LINE_FILTER = '|~ "(?i)(error|warn|failed|exception|panic|fatal)"'
 
 

@@ -19,16 +19,28 @@ class CoverageRange(BaseModel):
     read: int
 
 
+class TierCoverage(BaseModel):
+    """One severity tier of a sampled window: its lines (exact when `complete`, else
+    counted by the source) and how many were read."""
+
+    tier: str
+    lines: int
+    read: int
+    complete: bool
+
+
 class Coverage(BaseModel):
     """How much of the window was read, and how.
 
     `complete`: every matching line. `sampled`: more lines matched than the budget, so the
-    read spread the budget across the whole window (with the default plan, every
-    error-or-warning line when they fit, and a sample of the rest); counts of sampled
-    templates are estimates. `partial`: some ranges could not be read (`failed`). `cut`:
-    the source could not count, so the read stopped at the budget and the rest of the
-    window is unknown. `context_lines`: lines read beside matches to complete multi-line
-    events, not counted in `lines_read`.
+    read spread the budget across the whole window (with the default plan, the severity
+    tiers in turn: each read whole while it fits, the first that does not sampled); counts
+    of sampled templates are estimates. `partial`: some ranges could not be read
+    (`failed`). `cut`: the source could not count, so the read stopped at the budget and
+    the rest of the window is unknown. `tiers`: for a sampled severity-first read, each
+    severity tier (fatal-or-worse, error, warning), most severe first; `severe_*` are their
+    sums. `context_lines`: lines read beside matches to complete multi-line events, not
+    counted in `lines_read`.
     """
 
     mode: Literal["complete", "sampled", "partial", "cut"]
@@ -36,6 +48,7 @@ class Coverage(BaseModel):
     lines_read: int
     severe_in_window: int | None = None
     severe_read: int | None = None
+    tiers: list[TierCoverage] = Field(default_factory=list)
     context_lines: int = 0
     ranges: list[CoverageRange] = Field(default_factory=list)
     failed: list[str] = Field(default_factory=list)
@@ -58,7 +71,14 @@ class Coverage(BaseModel):
             )
         total = "?" if self.lines_in_window is None else f"{self.lines_in_window:,}"
         text = f"Read {self.lines_read:,} of ~{total} matching lines across the whole window"
-        if self.severe_in_window is not None and self.severe_read is not None:
+        if self.tiers and not all(t.complete for t in self.tiers):
+            text += ", " + ", ".join(
+                f"every {t.tier} line ({t.lines:,})"
+                if t.complete
+                else f"{t.read:,} of ~{t.lines:,} {t.tier} lines"
+                for t in self.tiers
+            )
+        elif self.severe_in_window is not None and self.severe_read is not None:
             if self.severe_read >= self.severe_in_window:
                 text += f", every error-or-warning line ({self.severe_in_window:,})"
             else:

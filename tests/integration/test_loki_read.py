@@ -12,11 +12,13 @@ from shared.errors import LokiError
 from shared.logql import LogFilter, parse_log_filter
 from shared.retry import RetryPolicy
 from shared.schemas import Filters, RawLine
+from shared.settings import DEFAULT_SCAN_LIMIT
 from tests.stubs.loki_stub import LokiStub, start_loki_stub
 from workers.sources import ReadPlan, SourceRead, Window, read_all
 from workers.sources import plan as plan_module
 from workers.sources.loki import LokiSource, count_buckets
 from workers.sources.plan import bucket_edges
+from workers.sources.severity import TIERS
 from workers.stages.flatten import flatten, may_be_multiline
 
 T0 = 1_795_500_000_000_000_000  # a whole minute
@@ -24,6 +26,8 @@ MINUTE = 60 * 10**9
 SHOP = Filters(namespace="shop")
 EVERYTHING = LogFilter()
 NO_RETRY = RetryPolicy(attempts=0, base_s=0, cap_s=0)
+ERROR_LINE = "ERROR upstream timeout calling inventory"
+WARN_LINE = "WARN slow request"
 
 
 @pytest.fixture
@@ -124,7 +128,7 @@ def test_a_range_that_keeps_failing_is_reported_missing(
 
 def test_losing_most_of_the_window_fails_the_read(loki: LokiStub) -> None:
     push_busy(loki, 1000)
-    loki.fail_next(503, 1000, skip=2)
+    loki.fail_next(503, 1000, skip=1)  # after the count (the window fits: no tier counts)
     with pytest.raises(LokiError, match="more than half of the window"):
         read(loki, ReadPlan(window(), 100_000, severity_first=True), retry=NO_RETRY)
     loki.clear_faults()
@@ -154,6 +158,44 @@ def test_a_rare_fatal_anywhere_in_a_busy_window_is_read(loki: LokiStub, cause_at
     assert (coverage.severe_in_window, coverage.severe_read) == (1, 1)
     assert all(r.read > 0 for r in coverage.ranges)  # the sample spans the whole window
     assert sum(r.weight for r in lines) == pytest.approx(20_001, rel=0.01)
+
+
+def push_noisy(loki: LokiStub, *, cause_at: float) -> None:
+    """12,500 ERROR and 12,500 WARN lines, 5,000 INFO lines over the window (more warnings
+    and errors than the default budget), and one FATAL at `cause_at`."""
+    span = 10 * MINUTE
+    kinds = [ERROR_LINE] * 5 + [WARN_LINE] * 5 + ["INFO GET / 200"] * 2
+    # Off the bucket edges: a line on the window's start is read but not counted.
+    entries = [(T0 + 1 + span * i // 30_000, kinds[i % 12]) for i in range(30_000)]
+    loki.push({"namespace": "shop", "pod": "api-1", "container": "api"}, entries)
+    fatal = [(T0 + int(span * cause_at) + 7, "FATAL missing config key PAYMENTS_URL")]
+    loki.push({"namespace": "shop", "pod": "payments-0", "container": "payments"}, fatal)
+
+
+@pytest.mark.parametrize("cause_at", [0.03, 0.53, 0.998])
+def test_a_single_fatal_among_many_errors_is_read_first(loki: LokiStub, cause_at: float) -> None:
+    push_noisy(loki, cause_at=cause_at)
+    lines, done = read(loki, ReadPlan(window(), DEFAULT_SCAN_LIMIT, severity_first=True))
+    fatal = [r for r in lines if r.line.startswith("FATAL")]
+    assert len(fatal) == 1 and fatal[0].weight == 1.0
+    errors = [r for r in lines if r.line == ERROR_LINE]
+    assert len(errors) == 12_500 and {r.weight for r in errors} == {1.0}  # the next tier, whole
+    coverage = done.coverage
+    assert coverage is not None and coverage.mode == "sampled"
+    assert coverage.lines_read == DEFAULT_SCAN_LIMIT
+
+
+def test_tiers_are_counted_only_when_the_window_does_not_fit(loki: LokiStub) -> None:
+    push_busy(loki, 300, cause_at=0.5)
+
+    def counts() -> int:
+        return sum("count_over_time" in r.params["query"] for r in loki.query_requests())
+
+    read(loki, ReadPlan(window(), 1000, severity_first=True))
+    assert counts() == 1
+    _, done = read(loki, ReadPlan(window(), 100, severity_first=True))
+    assert counts() == 1 + 1 + len(TIERS)
+    assert done.coverage is not None and [t.read for t in done.coverage.tiers] == [1, 0, 0]
 
 
 def test_a_filter_reads_the_whole_window_not_its_head(loki: LokiStub) -> None:

@@ -11,6 +11,7 @@ import pytest
 from shared.errors import InvalidQueryError
 from shared.logql import LogFilter, parse_log_filter
 from shared.schemas import FetchResult, Filters
+from shared.settings import DEFAULT_SCAN_LIMIT
 from workers.sources import ReadPlan, Window, read_all
 from workers.sources.files import FileSource, parse_rfc3339_ns
 from workers.stages.flatten import flatten, may_be_multiline
@@ -218,6 +219,35 @@ def test_severity_first_reads_every_error_line_and_a_spread_sample(
     assert sum(r.weight for r in lines) == pytest.approx(5001, rel=0.01)
     assert [r.ts_ns for r in lines] == sorted(r.ts_ns for r in lines)
     assert "every error-or-warning line (1)" in coverage.describe()
+
+
+ERROR_LINE = "ERROR upstream timeout calling inventory"
+
+
+def noisy_pods(tmp_path: Path, *, cause_at: float) -> Path:
+    """12,500 ERROR, 12,500 WARN and 5,000 INFO lines over 10 minutes (more warnings and
+    errors than the default budget), and one FATAL at `cause_at`."""
+    kinds = [ERROR_LINE] * 5 + ["WARN slow request"] * 5 + ["INFO GET / 200"] * 2
+    text = [cri(600 * i / 30_000, "stdout", "F", kinds[i % 12]) for i in range(30_000)]
+    fatal = cri(600 * cause_at + 0.001, "stderr", "F", "FATAL missing config key PAYMENTS_URL")
+    write(tmp_path / "shop_api-1_aa11" / "api" / "0.log", "".join(text))
+    write(tmp_path / "shop_payments-0_bb22" / "payments" / "0.log", fatal)
+    return tmp_path
+
+
+@pytest.mark.parametrize("cause_at", [0.03, 0.53, 0.998])
+def test_a_single_fatal_among_many_errors_is_read_first(tmp_path: Path, cause_at: float) -> None:
+    pods = noisy_pods(tmp_path, cause_at=cause_at)
+    window = Window(Filters(namespace="shop"), EVERYTHING, T0, T0 + 600 * SECOND)
+    plan = ReadPlan(window, DEFAULT_SCAN_LIMIT, severity_first=True)
+    lines, done = read_all(FileSource(pods), plan)
+    fatal = [r for r in lines if r.line.startswith("FATAL")]
+    assert len(fatal) == 1 and fatal[0].weight == 1.0
+    errors = [r for r in lines if r.line == ERROR_LINE]
+    assert len(errors) == 12_500 and {r.weight for r in errors} == {1.0}  # the next tier, whole
+    coverage = done.coverage
+    assert coverage is not None and coverage.mode == "sampled"
+    assert coverage.lines_read == DEFAULT_SCAN_LIMIT
 
 
 def test_a_complete_read_says_so(tmp_path: Path) -> None:

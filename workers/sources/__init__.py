@@ -43,8 +43,9 @@ class Window:
 class ReadPlan:
     """A window to read within `budget` lines.
 
-    `severity_first`: read the error-or-warning lines completely before a sample of the rest
-    (the default for a request without a `log_filter`). `context`: lines for which the
+    `severity_first`: when the window does not fit the budget, read it by severity tier
+    (fatal-or-worse, errors, warnings, then the rest), each completely while it fits (the
+    default for a request without a `log_filter`; see `plan`). `context`: lines for which the
     neighbouring lines of the same stream are read too (the rest of a multi-line event that
     a filter cut apart); None reads no context.
     """

@@ -48,7 +48,6 @@ from shared.schemas import Filters, RawLine
 from workers.sources import CHUNK_LINES, Chunk, ReadPlan, SourceRead, Window, chunked
 from workers.sources.context import CONTEXT_LIMIT, CONTEXT_NS, ContextBudget, Stream, stream_of
 from workers.sources.plan import (
-    SEVERE,
     Buckets,
     ReadTask,
     Tally,
@@ -56,6 +55,7 @@ from workers.sources.plan import (
     cut_coverage,
     plan_tasks,
 )
+from workers.sources.severity import TIERS, tier_of
 
 __all__ = ["FileSource", "parse_rfc3339_ns"]
 
@@ -317,7 +317,8 @@ class FileSource:
 
     def _count(self, plan: ReadPlan, edges: list[int]) -> Buckets:
         empty = Buckets(edges, [0] * (len(edges) - 1))
-        total, severe = list(empty.total), list(empty.total)
+        total = list(empty.total)
+        tiers = [list(empty.total) for _ in TIERS]
         pipeline = plan.window.log_filter
         lines_only = pipeline.lines_only
         for ts, labels, message in self._candidates(plan.window):
@@ -328,9 +329,9 @@ class FileSource:
                 continue
             at = empty.index(ts)
             total[at] += 1
-            if plan.severity_first and SEVERE.keeps_line(message):
-                severe[at] += 1
-        return Buckets(edges, total, severe if plan.severity_first else None)
+            if plan.severity_first and (tier := tier_of(message)) is not None:
+                tiers[tier][at] += 1
+        return Buckets(edges, total, tiers if plan.severity_first else None)
 
     def _chunks(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
         window = plan.window
@@ -340,9 +341,9 @@ class FileSource:
         edges = bucket_edges(window.start_ns, window.end_ns)
         buckets = self._count(plan, edges)
         tasks = plan_tasks(plan, buckets)
-        tally = Tally(buckets)
+        tally = Tally(buckets, tasks)
         rules = _rules(tasks)
-        split = "severe" in rules or "rest" in rules
+        split = "all" not in rules
         context = ContextBudget() if plan.context is not None else None
         before: dict[Stream, deque[RawLine]] = {}
         follow: dict[Stream, tuple[int, int]] = {}  # stream -> (until, lines still to take)
@@ -357,7 +358,8 @@ class FileSource:
             if final is not None:
                 read.seen += 1
                 if split:
-                    group = "severe" if SEVERE.keeps_line(message) else "rest"
+                    tier = tier_of(message)
+                    group = "rest" if tier is None else TIERS[tier].name
                 rule = rules.get(group)
                 weight = None if rule is None else rule.keep(buckets.index(ts))
             raw = RawLine(ts, labels if final is None else final, message)
@@ -373,9 +375,7 @@ class FileSource:
                 continue
             raw.weight = weight
             kept.append(raw)
-            tally.read[buckets.index(ts)] += 1
-            tally.severe_read += group == "severe"
-            tally.sampled = tally.sampled or weight != 1.0 or group == "rest"
+            tally.took(group, ts)
             if (
                 context is not None
                 and plan.context is not None

@@ -2,13 +2,14 @@
 
 `LokiSource.read` follows a `ReadPlan` (see `workers.sources.plan`): a metric query
 (``sum(count_over_time(<query> [<bucket>]))`` over `query_range` with one point per bucket)
-counts the window's lines per bucket, the plan turns the counts into ranges, and up to
-`parallelism` ranges are fetched at once, each by `fetch_range` with its own retries, as
-Loki's query frontend splits a query by interval. A range that still fails is reported in
-the coverage (the job goes on, saying which part of the window is missing) unless more than
-half of the planned lines are lost, which fails the read. When the counts cannot be had
-(Loki refuses the metric query), the window is read forward up to the budget and the
-coverage says it was cut.
+counts the window's lines per bucket (and, for a severity-first plan, those of each
+severity tier, with the tier's line filter: `workers.sources.severity`), the plan turns the
+counts into ranges, and up to `parallelism` ranges are fetched at once, each by
+`fetch_range` with its own retries, as Loki's query frontend splits a query by interval. A
+range that still fails is reported in the coverage (the job goes on, saying which part of
+the window is missing) unless more than half of the planned lines are lost, which fails
+the read. When the counts cannot be had (Loki refuses the metric query), the window is
+read forward up to the budget and the coverage says it was cut.
 
 Lines a filter kept that may belong to a multi-line event (`ReadPlan.context`) get the rest
 of it: one bounded, unfiltered query of the same pod and container around the line
@@ -56,7 +57,6 @@ from workers.sources import Chunk, ReadPlan, SourceRead, Window, chunked
 from workers.sources.context import CONTEXT_LIMIT, CONTEXT_NS, ContextBudget, Stream, stream_of
 from workers.sources.plan import (
     BUCKET_UNIT_NS,
-    SEVERE,
     Buckets,
     ReadTask,
     Tally,
@@ -65,6 +65,7 @@ from workers.sources.plan import (
     plan_tasks,
     weigh,
 )
+from workers.sources.severity import TIERS
 
 __all__ = ["MAX_PAGE_SIZE", "LokiSource", "count_buckets", "fetch_range"]
 
@@ -378,16 +379,23 @@ class LokiSource:
                 read.notes.append(f"Loki could not count the window ({exc}); read it forward")
                 yield from self._forward(plan, read)
                 return
-            tally = Tally(buckets)
-            yield from self._run(pool, plan, plan_tasks(plan, buckets), tally, read)
+            tasks = plan_tasks(plan, buckets)
+            tally = Tally(buckets, tasks)
+            yield from self._run(pool, plan, tasks, tally, read)
         read.coverage = tally.coverage(severity_first=plan.severity_first)
 
     def _buckets(self, pool: ThreadPoolExecutor, plan: ReadPlan, edges: list[int]) -> Buckets:
-        total = _submit(pool, self._count, plan.window, edges)
-        severe = None
-        if plan.severity_first:
-            severe = _submit(pool, self._count, plan.window.narrowed(SEVERE), edges)
-        return Buckets(edges, total.result(), None if severe is None else severe.result())
+        """The window's lines per bucket and, when a severity-first plan cannot read them
+        all, each tier's (one count query each, the tiers' at once): a window that fits
+        costs Loki one scan, not one per tier."""
+        total = self._count(plan.window, edges)
+        if not plan.severity_first or sum(total) <= plan.budget:
+            return Buckets(edges, total)
+        tiers = [
+            _submit(pool, self._count, plan.window.narrowed(tier.log_filter), edges)
+            for tier in TIERS
+        ]
+        return Buckets(edges, total, [tier.result() for tier in tiers])
 
     def _forward(self, plan: ReadPlan, read: SourceRead) -> Iterator[Chunk]:
         fetched = self._fetch(plan.window, plan.budget)

@@ -6,14 +6,16 @@ a metric query, the files source in a first pass). When every line fits the budg
 line is read, in ranges of about `RANGE_LINES` lines so that they can be fetched in
 parallel. When they do not:
 
-- with a severity-first plan, the error-or-warning lines (`SEVERE`) are read completely
-  when they fit the budget (else they are sampled), and what is left of the budget goes to
-  a sample of the other lines;
+- with a severity-first plan, the severity tiers (`workers.sources.severity`: fatal-or-worse,
+  then errors, then warnings, then the rest) take the budget in turn: each tier that fits
+  what is left is read completely, the first that does not gets a sample of what is left,
+  and the tiers below it are not read (their lines are counted, not read);
 - otherwise the budget goes to a sample of the matching lines.
 
 A sample shares its budget among the buckets max-min fair: a quiet bucket is read whole
 (a rare line before a burst is not drowned by it), a busy one gets an equal share of what
-is left. A line of a sampled bucket stands for ``count / read`` lines: its `weight`.
+is left. A line of a sampled bucket stands for ``count / read`` lines: its `weight`; a
+line of a tier read completely weighs 1, so its counts are exact.
 """
 
 from __future__ import annotations
@@ -25,20 +27,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from shared.logql import LineFilter, LogFilter, parse_log_filter
 from shared.schemas import RawLine
-from shared.schemas.findings import Coverage, CoverageRange
-from shared.settings import SEVERE_LINE_FILTER
+from shared.schemas.findings import Coverage, CoverageRange, TierCoverage
 from workers.sources import ReadPlan, Window
+from workers.sources.severity import REST, TIER_NAMES, TIERS
 
 BUCKETS: Final = 32
 RANGE_LINES: Final = 5000  # one Loki page: a complete read is fetched in ranges of this size
 BUCKET_UNIT_NS: Final = 1_000_000  # bucket edges fall on whole milliseconds (LogQL ranges)
-
-SEVERE: Final = parse_log_filter(SEVERE_LINE_FILTER)
-_SEVERE_LINE = SEVERE.stages[0]
-assert isinstance(_SEVERE_LINE, LineFilter)
-NOT_SEVERE: Final = LogFilter((LineFilter("!~", _SEVERE_LINE.patterns),))
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -65,11 +61,18 @@ def bucket_edges(start_ns: int, end_ns: int, buckets: int = BUCKETS) -> list[int
 @dataclass(frozen=True)
 class Buckets:
     """Line counts per bucket of a window: all matching lines and, for a severity-first
-    plan, those that are error-or-warning."""
+    plan, those of each tier of `TIERS` (in its order)."""
 
     edges: list[int]
     total: list[int]
-    severe: list[int] | None = None
+    tiers: list[list[int]] | None = None
+
+    @property
+    def rest(self) -> list[int]:
+        """Lines per bucket in no tier (the counts of a tier may run a line over the total's
+        at a bucket edge: never below zero)."""
+        tiers = self.tiers or []
+        return [max(t - sum(c[i] for c in tiers), 0) for i, t in enumerate(self.total)]
 
     def index(self, ts_ns: int) -> int:
         """The bucket holding `ts_ns` (clamped to the window)."""
@@ -117,16 +120,36 @@ def plan_tasks(plan: ReadPlan, buckets: Buckets) -> list[ReadTask]:
     window = plan.window
     if sum(buckets.total) <= plan.budget:
         return _complete("all", window, buckets.edges, buckets.total)
-    if plan.severity_first and buckets.severe is not None:
-        severe_window = window.narrowed(SEVERE)
-        severe_total = sum(buckets.severe)
-        if severe_total >= plan.budget:
-            return _sampled("severe", severe_window, buckets.edges, buckets.severe, plan.budget)
-        rest = [max(t - s, 0) for t, s in zip(buckets.total, buckets.severe, strict=True)]
-        return _complete("severe", severe_window, buckets.edges, buckets.severe) + _sampled(
-            "rest", window.narrowed(NOT_SEVERE), buckets.edges, rest, plan.budget - severe_total
-        )
+    if plan.severity_first and buckets.tiers is not None:
+        return _by_tier(plan, buckets)
     return _sampled("all", window, buckets.edges, buckets.total, plan.budget)
+
+
+def _by_tier(plan: ReadPlan, buckets: Buckets) -> list[ReadTask]:
+    """Each tier, most severe first, read completely while it fits what is left of the
+    budget; the first that does not fit gets a sample of what is left, and ends the plan."""
+    assert buckets.tiers is not None
+    groups = [
+        *((t.name, t.log_filter, c) for t, c in zip(TIERS, buckets.tiers, strict=True)),
+        ("rest", REST, buckets.rest),
+    ]
+    tasks: list[ReadTask] = []
+    left = plan.budget
+    for name, log_filter, counts in groups:
+        if left <= 0:
+            break
+        window, held = plan.window.narrowed(log_filter), sum(counts)
+        if held <= left:
+            tasks += _complete(name, window, buckets.edges, counts)
+        else:
+            tasks += _sampled(name, window, buckets.edges, counts, left)
+        left -= held
+    return tasks
+
+
+def is_complete(tasks: Iterable[ReadTask]) -> bool:
+    """Whether `tasks` read every line of the window (not a sample, not some tiers only)."""
+    return all(task.group == "all" and not task.sampled for task in tasks)
 
 
 def _complete(group: str, window: Window, edges: list[int], counts: list[int]) -> list[ReadTask]:
@@ -186,32 +209,37 @@ def weigh(task: ReadTask, lines: list[RawLine]) -> None:
 
 @dataclass
 class Tally:
-    """What a read got, per bucket, as it goes; `coverage` sums it up at the end."""
+    """What a read of `tasks` got, per bucket and per tier, as it goes; `coverage` sums it
+    up at the end."""
 
     buckets: Buckets
+    tasks: list[ReadTask]
     read: list[int] = field(default_factory=list)
-    severe_read: int = 0
+    tier_read: dict[str, int] = field(default_factory=dict)
     context: int = 0
     sampled: bool = False
     failed: list[str] = field(default_factory=list)
+    failed_groups: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.read = [0] * len(self.buckets.total)
+        self.sampled = not is_complete(self.tasks)
+
+    def took(self, group: str, ts_ns: int) -> None:
+        """Count one line read by a task of `group`."""
+        self.read[self.buckets.index(ts_ns)] += 1
+        if group in TIER_NAMES:
+            self.tier_read[group] = self.tier_read.get(group, 0) + 1
 
     def add(self, task: ReadTask, lines: Iterable[RawLine]) -> None:
         """Count the lines a task read."""
-        index = self.buckets.index
-        n = 0
         for raw in lines:
-            self.read[index(raw.ts_ns)] += 1
-            n += 1
-        if task.group == "severe":
-            self.severe_read += n
-        self.sampled = self.sampled or task.sampled
+            self.took(task.group, raw.ts_ns)
 
     def fail(self, task: ReadTask, problem: str) -> None:
         """Record a range that could not be read."""
         window = task.window
+        self.failed_groups.add(task.group)
         self.failed.append(
             f"{utc(window.start_ns):%H:%M:%S}–{utc(window.end_ns):%H:%M:%S} ({problem})"
         )
@@ -230,19 +258,40 @@ class Tally:
             for i in range(len(b.total))
         ]
         lines_read = sum(self.read)
-        severe_total = severe_read = None
-        if severity_first and b.severe is not None and not complete:
-            severe_total, severe_read = sum(b.severe), self.severe_read
+        tiers = self._tiers() if severity_first and not complete else []
         return Coverage(
             mode="partial" if self.failed else "complete" if complete else "sampled",
             lines_in_window=lines_read if complete else sum(r.lines or 0 for r in ranges),
             lines_read=lines_read,
-            severe_in_window=severe_total,
-            severe_read=severe_read,
+            severe_in_window=sum(t.lines for t in tiers) if tiers else None,
+            severe_read=sum(t.read for t in tiers) if tiers else None,
+            tiers=tiers,
             context_lines=self.context,
             ranges=ranges,
             failed=self.failed,
         )
+
+    def _tiers(self) -> list[TierCoverage]:
+        """Per tier: its lines (exact when read completely: what was read, which a count
+        may miss by a line on the window's start edge), what was read, and whether whole."""
+        if self.buckets.tiers is None:
+            return []
+        out = []
+        for tier, counts in zip(TIERS, self.buckets.tiers, strict=True):
+            tasks = [t for t in self.tasks if t.group == tier.name]
+            read = self.tier_read.get(tier.name, 0)
+            whole = bool(tasks) and not any(t.sampled for t in tasks)
+            whole = whole and tier.name not in self.failed_groups
+            counted = sum(counts)
+            out.append(
+                TierCoverage(
+                    tier=tier.label,
+                    lines=max(counted, read) if whole else counted,
+                    read=read,
+                    complete=whole,
+                )
+            )
+        return out
 
 
 def cut_coverage(window: Window, lines_read: int, *, cut: bool) -> Coverage:
