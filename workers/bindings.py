@@ -11,6 +11,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from celery.exceptions import SoftTimeLimitExceeded
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -176,6 +177,7 @@ def run_call_llm(run: StageRun) -> None:
         options=options,
         slot=slot,
         progress=sink.progress,
+        fatal=(SoftTimeLimitExceeded,),
     )
     if result.model_error is not None:
         # Said as it happens, with its code; the findings and the evidence follow in `result`

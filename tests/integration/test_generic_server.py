@@ -16,10 +16,6 @@ from tests.support.stack import ServiceStack
 
 pytestmark = pytest.mark.integration
 
-XFAIL = pytest.mark.xfail(
-    strict=True, reason="issue 22: generic servers and unexpected errors lose the findings"
-)
-
 
 def finish(stack: ServiceStack) -> tuple[dict[str, Any], list[str], dict[str, Any] | None]:
     """Run one job: its final view, the kinds of its events and its `error` event's data."""
@@ -36,7 +32,6 @@ def assert_findings_kept(result: dict[str, Any]) -> None:
     assert "No space left on device" in cause["template"]
 
 
-@XFAIL
 def test_a_server_with_only_v1_endpoints_answers(running_stack: ServiceStack) -> None:
     stack = running_stack
     stack.llama.config.generic_only = True
@@ -52,7 +47,6 @@ def test_a_server_with_only_v1_endpoints_answers(running_stack: ServiceStack) ->
     assert_findings_kept(result)
 
 
-@XFAIL
 def test_a_text_error_from_a_generic_server_keeps_the_findings(
     running_stack: ServiceStack,
 ) -> None:
@@ -71,7 +65,6 @@ def test_a_text_error_from_a_generic_server_keeps_the_findings(
     assert_findings_kept(result)
 
 
-@XFAIL
 def test_an_unexpected_error_in_call_llm_keeps_the_findings(stack: ServiceStack) -> None:
     # A chunk that is JSON but not an object: the client's code was never meant for it.
     stack.llama.config.bad_chunk = "[]"
