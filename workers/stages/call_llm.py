@@ -270,7 +270,7 @@ def run(
     No model call when nothing matched or only info/warning lines did; when the model stays
     unreachable or failing, or the call fails in any unexpected way (`internal_error`), the
     result carries the findings and evidence without an answer. Only a cancelled job and
-    the `fatal` exceptions (the task's time limit) end the stage.
+    the `fatal` exceptions (the task's time limit, Redis errors) end the stage.
     """
     skip = skip_reason(normalized)
     if skip is not None:
