@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     llm_slot_wait_s: float = 600.0
     # Reuse the server's KV cache for a shared prompt prefix (llama.cpp `cache_prompt`).
     llm_cache_prompt: bool = True
+    # The model's context in tokens; 0: ask the server (`/props`, llama.cpp), and a server
+    # without it gets a conservative 4096 (workers.llm.client.FALLBACK_CONTEXT_TOKENS).
+    llm_context_tokens: int = Field(default=0, ge=0)
     # Repetition controls of llama-server's sampler (DRY off when the multiplier is 0).
     llm_dry_multiplier: float = Field(default=0.8, ge=0)
     llm_dry_base: float = Field(default=1.75, ge=1)

@@ -11,8 +11,10 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from celery.exceptions import SoftTimeLimitExceeded
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from redis.exceptions import RedisError
 
 from shared import metrics
 from shared.metrics import MetricsRecorder
@@ -176,6 +178,8 @@ def run_call_llm(run: StageRun) -> None:
         options=options,
         slot=slot,
         progress=sink.progress,
+        # The time limit, and Redis failing under the job's own records: not the model's part.
+        fatal=(SoftTimeLimitExceeded, RedisError),
     )
     if result.model_error is not None:
         # Said as it happens, with its code; the findings and the evidence follow in `result`

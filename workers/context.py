@@ -80,6 +80,7 @@ def llama_client() -> LlamaClient:
             loading_wait_s=cfg.llm_loading_wait_s,
             max_retries=cfg.llm_max_retries,
             cache_prompt=cfg.llm_cache_prompt,
+            context_tokens=cfg.llm_context_tokens,
         )
     return _llama
 

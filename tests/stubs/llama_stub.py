@@ -7,7 +7,10 @@ prompt processing as llama.cpp does (tools/server of the same build): a chunk wi
 assistant delta and `prompt_progress` `{total, cache, processed, time_ms}` when the slot starts
 (processed = the cached part), then one after each batch of `n_batch` prompt tokens.
 Behaviour is steered per test through `LlamaStub.config` (delays, failures, cuts), and every
-request is recorded.
+request is recorded. Two modes leave llama.cpp's shapes for other servers': `generic_only`
+answers only `/v1/*` (404 on `/props`, `/tokenize`, `/health`, `/slots`, as a plain
+OpenAI-compatible server or a proxy in front of one does), and `error_text` gives error bodies
+as `{"error": "text"}` (Ollama's documented shape) instead of llama.cpp's error object.
 
 Run standalone for benchmarks: `python -m tests.stubs.llama_stub --port 8081`.
 """
@@ -71,6 +74,12 @@ class StubConfig:
     prompt_progress: bool = True
     # Benchmarks: each token's text is its emission time, `"<time.time_ns()> "`.
     stamp_tokens: bool = False
+    # A generic OpenAI-compatible server: only `/v1/*` answers, llama.cpp's own endpoints 404.
+    generic_only: bool = False
+    # Error bodies `{"error": "text"}` (Ollama) instead of `{"error": {"message", "type", ...}}`.
+    error_text: bool = False
+    # A raw `data:` payload sent before the first token (a malformed chunk such as `[]`).
+    bad_chunk: str | None = None
 
 
 class LlamaStub:
@@ -103,26 +112,44 @@ class LlamaStub:
         self.cached_prompt = []
         self.completed = self.disconnects = self.max_busy_slots = 0
 
+    def _error(self, status: int, error: dict[str, Any]) -> Response:
+        """An error answer: llama.cpp's `{"error": {...}}`, or `{"error": "text"}`."""
+        if self.config.error_text:
+            return JSONResponse({"error": error["message"]}, status_code=status)
+        return JSONResponse({"error": error}, status_code=status)
+
     def _loading(self) -> Response | None:
         if time.time() < self.config.loading_until:
-            return JSONResponse(LOADING_BODY, status_code=503)
+            return self._error(503, LOADING_BODY["error"])
+        return None
+
+    def _missing(self) -> Response | None:
+        """A generic server has none of llama.cpp's own endpoints (llama.cpp's 404 shape)."""
+        if self.config.generic_only:
+            return self._error(
+                404, {"code": 404, "message": "File Not Found", "type": "not_found_error"}
+            )
         return None
 
     async def health(self, request: Request) -> Response:
-        return self._loading() or JSONResponse({"status": "ok"})
+        return self._missing() or self._loading() or JSONResponse({"status": "ok"})
 
     async def props(self, request: Request) -> Response:
-        return self._loading() or JSONResponse(
-            {
-                "default_generation_settings": {"n_ctx": self.config.n_ctx, "temperature": 0.8},
-                "total_slots": self.config.total_slots,
-                "model_path": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-                "build_info": "b0-unknown",
-            }
+        return (
+            self._missing()
+            or self._loading()
+            or JSONResponse(
+                {
+                    "default_generation_settings": {"n_ctx": self.config.n_ctx, "temperature": 0.8},
+                    "total_slots": self.config.total_slots,
+                    "model_path": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                    "build_info": "b0-unknown",
+                }
+            )
         )
 
     async def slots(self, request: Request) -> Response:
-        return JSONResponse(
+        return self._missing() or JSONResponse(
             [
                 {"id": i, "n_ctx": self.config.n_ctx, "is_processing": i < self.busy_slots}
                 for i in range(self.config.total_slots)
@@ -130,6 +157,9 @@ class LlamaStub:
         )
 
     async def tokenize(self, request: Request) -> Response:
+        missing = self._missing()
+        if missing is not None:
+            return missing
         body = await request.json()
         return JSONResponse({"tokens": tokenize(body.get("content", ""))})
 
@@ -162,25 +192,22 @@ class LlamaStub:
             return loading
         if self.config.fail_next:
             status = self.config.fail_next.pop(0)
-            return JSONResponse(
-                {"error": {"code": status, "message": "stub failure", "type": "server_error"}},
-                status_code=status,
+            return self._error(
+                status, {"code": status, "message": "stub failure", "type": "server_error"}
             )
         prompt_ids = self.prompt_token_ids(body.get("messages", []))
         n_prompt = len(prompt_ids)
         if n_prompt >= self.config.n_ctx:
-            return JSONResponse(
+            return self._error(
+                400,
                 {
-                    "error": {
-                        "code": 400,
-                        "message": f"request ({n_prompt} tokens) exceeds the available "
-                        f"context size ({self.config.n_ctx} tokens), try increasing it",
-                        "type": "exceed_context_size_error",
-                        "n_prompt_tokens": n_prompt,
-                        "n_ctx": self.config.n_ctx,
-                    }
+                    "code": 400,
+                    "message": f"request ({n_prompt} tokens) exceeds the available "
+                    f"context size ({self.config.n_ctx} tokens), try increasing it",
+                    "type": "exceed_context_size_error",
+                    "n_prompt_tokens": n_prompt,
+                    "n_ctx": self.config.n_ctx,
                 },
-                status_code=400,
             )
         max_tokens = int(body.get("max_tokens") or 10_000)
         cached = self.reuse_cache(prompt_ids, bool(body.get("cache_prompt", True)))
@@ -224,6 +251,8 @@ class LlamaStub:
                         {"role": "assistant", "content": None}, None, prompt_progress=report
                     )
             await asyncio.sleep(cfg.first_token_delay_s + cfg.hang_first_token_s)
+            if cfg.bad_chunk is not None:
+                yield f"data: {cfg.bad_chunk}\n\n".encode()
             while cfg.never_answer:
                 await asyncio.sleep(3600)
             prompt_ms = (time.perf_counter() - started) * 1000

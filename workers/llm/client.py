@@ -8,11 +8,16 @@ The first token is due within a deadline that follows from the prompt's size
 (`workers.llm.progress`), counted from the request; progress reports do not extend it. A
 request that reaches that deadline is not sent again: the server took it and stayed silent,
 and a second try would double the wait (and queue the same prompt behind the first).
+
+Only `/v1/chat/completions` is required: a generic OpenAI-compatible server without
+llama.cpp's `/props` gets a context of LLM_CONTEXT_TOKENS (or a conservative default) and one
+slot, and one without `/tokenize` gets a local token estimate with a margin.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -26,6 +31,24 @@ from shared.errors import ContextOverflowError, LlmError, LlmRejectedError, LlmT
 from shared.retry import RetryPolicy
 from shared.schemas import ProgressData
 from workers.llm.progress import ProgressReporter, first_token_deadline, server_progress
+
+# The context assumed when neither LLM_CONTEXT_TOKENS nor the server says: small enough for
+# any current chat model.
+FALLBACK_CONTEXT_TOKENS = 4096
+# Answers of a server that lacks an endpoint (404 Not Found, 405, 501 Not Implemented).
+_MISSING = frozenset({404, 405, 501})
+# How long a missing endpoint is not asked for again.
+_MISSING_RECHECK_S = 300.0
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of `text` without the server's tokenizer: one per 3 characters, rounded up.
+
+    BPE tokenizers of current models average about 4 characters per token on English text
+    and a little less on logs (ids, hex, punctuation): 3 leaves a margin, so the prompt
+    still fits when the estimate is off.
+    """
+    return math.ceil(len(text) / 3)
 
 
 @dataclass(frozen=True)
@@ -58,12 +81,19 @@ class StreamBrokenError(LlmError):
 
 
 def parse_error_body(status: int, body: str) -> LlmError | LlmRejectedError:
-    """Turn an error answer of llama-server into the matching exception."""
+    """Turn an error answer into the matching exception: llama.cpp's and OpenAI's
+    `{"error": {"message", "type", ...}}`, Ollama's `{"error": "text"}`, or any other body
+    (its text is the message)."""
     try:
-        error = json.loads(body).get("error", {})
-    except (ValueError, AttributeError):
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):
         error = {}
-    message = error.get("message") or body.strip()[:500] or f"HTTP {status}"
+    message = str(error.get("message") or "") or body.strip()[:500] or f"HTTP {status}"
     if status == 400 and error.get("type") == "exceed_context_size_error":
         return ContextOverflowError(
             message, n_prompt_tokens=error.get("n_prompt_tokens"), n_ctx=error.get("n_ctx")
@@ -108,6 +138,7 @@ class LlamaClient:
         loading_wait_s: float = 120.0,
         max_retries: int = 2,
         cache_prompt: bool = True,
+        context_tokens: int = 0,
     ):
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -122,7 +153,9 @@ class LlamaClient:
             attempts=max_retries, base_s=0.25, cap_s=5.0, keep_trying_s=loading_wait_s
         )
         self.cache_prompt = cache_prompt
+        self.context_tokens = context_tokens  # 0: ask the server (`/props`)
         self._token_cache: dict[str, int] = {}
+        self._no_tokenize_at: float | None = None
         self._props: ServerProps | None = None
         self._props_at = 0.0
 
@@ -131,8 +164,16 @@ class LlamaClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A plain request that waits while the server loads its model and retries 5xx."""
+        response = self._call_optional(method, path, missing_ok=False, **kwargs)
+        assert response is not None
+        return response
 
-        def once() -> httpx.Response:
+    def _call_optional(
+        self, method: str, path: str, *, missing_ok: bool = True, **kwargs: Any
+    ) -> httpx.Response | None:
+        """As `_call`, but None when the server has no such endpoint (a generic server)."""
+
+        def once() -> httpx.Response | None:
             try:
                 response = self.http.request(
                     method,
@@ -142,6 +183,8 @@ class LlamaClient:
                 )
             except httpx.TransportError as exc:
                 raise LlmError(f"LLM server unreachable: {exc!r}") from None
+            if missing_ok and response.status_code in _MISSING:
+                return None
             if response.status_code >= 400:
                 raise parse_error_body(response.status_code, response.text)
             return response
@@ -157,26 +200,44 @@ class LlamaClient:
         )
 
     def props(self, max_age_s: float = 30.0) -> ServerProps:
-        """Per-request context size and slot count from `GET /props` (cached briefly)."""
+        """Per-request context size and slot count from `GET /props` (cached briefly).
+
+        LLM_CONTEXT_TOKENS, when set, is the context size; a server without `/props` gets
+        that or FALLBACK_CONTEXT_TOKENS, and one slot.
+        """
         if self._props is not None and time.monotonic() - self._props_at < max_age_s:
             return self._props
-        data = self._call("GET", "/props").json()
-        settings = data.get("default_generation_settings", {})
+        response = self._call_optional("GET", "/props")
+        data = response.json() if response is not None else {}
+        if not isinstance(data, dict):
+            data = {}
+        settings = data.get("default_generation_settings") or {}
+        n_ctx = self.context_tokens or int(settings.get("n_ctx", 0) or data.get("n_ctx", 0) or 0)
         self._props = ServerProps(
-            n_ctx=int(settings.get("n_ctx", 0) or data.get("n_ctx", 0)),
-            total_slots=int(data.get("total_slots", 1)),
+            n_ctx=n_ctx or FALLBACK_CONTEXT_TOKENS,
+            total_slots=int(data.get("total_slots", 1) or 1),
         )
         self._props_at = time.monotonic()
         return self._props
 
     def count_tokens(self, text: str) -> int:
-        """Token count with the server's own tokenizer, cached per text."""
+        """Token count with the server's own tokenizer, cached per text; an estimate
+        (`estimate_tokens`) from a server without `/tokenize`."""
         cached = self._token_cache.get(text)
-        if cached is None:
-            tokens = self._call("POST", "/tokenize", json={"content": text}).json()["tokens"]
-            if len(self._token_cache) > 50_000:  # one process serves many jobs: stay bounded
-                self._token_cache.clear()
-            cached = self._token_cache[text] = len(tokens)
+        if cached is not None:
+            return cached
+        missing_at = self._no_tokenize_at
+        if missing_at is not None and time.monotonic() - missing_at < _MISSING_RECHECK_S:
+            return estimate_tokens(text)
+        response = self._call_optional("POST", "/tokenize", json={"content": text})
+        if response is None:
+            self._no_tokenize_at = time.monotonic()
+            return estimate_tokens(text)
+        self._no_tokenize_at = None
+        tokens = response.json()["tokens"]
+        if len(self._token_cache) > 50_000:  # one process serves many jobs: stay bounded
+            self._token_cache.clear()
+        cached = self._token_cache[text] = len(tokens)
         return cached
 
     def first_token_deadline(self, prompt_tokens: int) -> float:

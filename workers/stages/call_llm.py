@@ -7,6 +7,7 @@ both are given, so this module holds no Redis or Celery code.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from shared.schemas import (
 from workers.llm.answer import DegenerationGuard, check_citations
 from workers.llm.client import LlamaClient, StreamBrokenError
 from workers.llm.prompt import Prompt, build_prompt
+
+logger = logging.getLogger(__name__)
 
 
 class TokenSink(Protocol):
@@ -260,11 +263,14 @@ def run(
     options: LlmOptions,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
     progress: Callable[[ProgressData], bool] = lambda _progress: True,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> tuple[JobResult, LlmCounts]:
     """The call_llm stage: the job's result and what the call took.
 
     No model call when nothing matched or only info/warning lines did; when the model stays
-    unreachable or failing, the result carries the findings and evidence without an answer.
+    unreachable or failing, or the call fails in any unexpected way (`internal_error`), the
+    result carries the findings and evidence without an answer. Only a cancelled job and
+    the `fatal` exceptions (the task's time limit, Redis errors) end the stage.
     """
     skip = skip_reason(normalized)
     if skip is not None:
@@ -285,6 +291,18 @@ def run(
             )
         except (UpstreamError, UpstreamRejectedError) as exc:
             error = JobError(code=exc.code, message=exc.message, stage=Stage.CALL_LLM)
+            result = without_model(normalized, model=client.model, error=error)
+        except JobCancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in the model's part must not cost the findings
+            if isinstance(exc, fatal):
+                raise
+            logger.exception("unexpected error in the model call; the findings are kept")
+            error = JobError(
+                code="internal_error",
+                message=f"unexpected {type(exc).__name__} in {Stage.CALL_LLM.value}",
+                stage=Stage.CALL_LLM,
+            )
             result = without_model(normalized, model=client.model, error=error)
     counts = LlmCounts(
         prompt_tokens=result.prompt_tokens,
