@@ -111,7 +111,6 @@ def unmarked(text: str, template_id: str) -> list[int]:
     return [m.start() for m in re.finditer(rf"\b{template_id}\b(?!\?)", text)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the CLI prints made-up cited ids as if valid")
 def test_the_cli_marks_cited_ids_that_are_not_in_the_evidence(printed: io.StringIO) -> None:
     result = cited_result()
     assert result.citations.valid == ["T1"] and result.citations.invalid == ["T99"]
