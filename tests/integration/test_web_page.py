@@ -301,7 +301,6 @@ def test_first_and_last_seen_dates_stay_on_one_line_each(page: Page, stack: Serv
         assert content_height(page, cell) < 2.5 * line_height(page, cell), cell
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22: the page links cited ids not in the evidence")
 def test_a_cited_id_not_in_the_evidence_is_marked_never_a_link(
     page: Page, stack: ServiceStack
 ) -> None:
