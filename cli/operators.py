@@ -17,7 +17,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from cli.client import auth_headers
-from cli.render import console, visible
+from cli.render import console, marked_citations, visible
 from shared.schemas.backfills import parse_duration
 
 POLL_S = 1.0
@@ -185,7 +185,8 @@ def show_job(view: dict[str, Any]) -> None:
         console.print(visible(findings.get("summary", "")), markup=False)
     if result.get("analysis"):
         console.rule("answer")
-        console.print(visible(result["analysis"]), markup=False)
+        invalid = (result.get("citations") or {}).get("invalid") or []
+        console.print(marked_citations(result["analysis"], invalid))
     if view.get("error"):
         console.print(
             f"[red]{escape(view['error']['code'])}: {escape(visible(view['error']['message']))}[/]"

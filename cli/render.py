@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli.client import SseEvent
 from shared.schemas import (
@@ -35,6 +37,23 @@ def visible(text: str) -> str:
     """`text` with each bidirectional control shown as its escape (`\\u202E`), for printing
     log or model text."""
     return _BIDI_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04X}", text)
+
+
+def marked_citations(text: str, invalid: Iterable[str]) -> Text:
+    """Model text to print, each cited id that was not in the evidence shown as `T17?` in red
+    (so it never reads as a real template); the text is never parsed as markup."""
+    out = Text()
+    ids = sorted(set(invalid), key=len, reverse=True)
+    if not ids:
+        out.append(visible(text))
+        return out
+    last = 0
+    for match in re.finditer(rf"\b(?:{'|'.join(map(re.escape, ids))})\b", text):
+        out.append(visible(text[last : match.start()]))
+        out.append(f"{match.group()}?", style="bold red")
+        last = match.end()
+    out.append(visible(text[last:]))
+    return out
 
 
 def render(sse: SseEvent) -> None:
@@ -123,9 +142,14 @@ def _evidence(result: JobResult) -> None:
     if result.finish_reason == "degenerate":
         console.print("[yellow](the model began repeating itself: its answer was cut)[/]")
     if result.citations.invalid:
+        # The answer streamed before it could be checked: show it again with the made-up ids
+        # marked, so none of them is left reading like a row of the table below.
+        made_up = ", ".join(f"{template_id}?" for template_id in result.citations.invalid)
         console.print(
-            f"[yellow]cited ids it was not given: {', '.join(result.citations.invalid)}[/]"
+            f"\n[red]✖ the answer cites {made_up}: not in the evidence the model was given[/]"
         )
+        console.rule("answer, checked (ids marked ? are not in the evidence)")
+        console.print(marked_citations(result.analysis, result.citations.invalid))
     console.print()
     console.rule("evidence the model was given")
     table = Table("id", "level", "count", "first seen", "template", show_lines=False)

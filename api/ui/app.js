@@ -20,7 +20,10 @@ const state = {
   answer: "",
   window: null,
   renderQueued: false,
+  evidence: null, // ids of the templates the model was given, once the result shows them
+  invalid: new Set(), // cited ids the server found missing from that evidence
 };
+const CITATION = /\bT\d{1,4}\b/g; // as the server reads them (workers/llm/answer.py)
 
 // --- small DOM helpers -------------------------------------------------------------------
 
@@ -227,6 +230,7 @@ async function submit(event) {
 function resetWatch(jobId) {
   if (state.controller) state.controller.abort();
   Object.assign(state, { jobId, lastSeq: 0, ended: false, answer: "", controller: null });
+  Object.assign(state, { evidence: null, invalid: new Set() });
   $("#watch").hidden = false;
   $("#job-title").textContent = `job ${jobId}`;
   setStatus("queued");
@@ -349,10 +353,12 @@ function apply(type, data) {
       $("#answer").prepend(el("p", { class: "cleared" }, `The answer was restarted (${data.reason}); the text so far was discarded.`));
       return;
     case "result":
+      // The evidence first: which ids may be links depends on it.
+      showEvidence(data);
+      state.invalid = new Set((data.citations && data.citations.invalid) || []);
       if (data.findings) showFindings(data.findings);
       state.answer = data.analysis || state.answer;
-      renderAnswer();
-      return showEvidence(data);
+      return renderAnswer();
     case "error":
       $("#answer-note").textContent = plain(`(${data.code}: ${data.message})`);
       return;
@@ -396,7 +402,16 @@ function showProgress(data) {
   info.textContent = `${read} · ${Math.round(data.elapsed_s)} s (first token due within ${Math.round(data.deadline_s)} s)`;
 }
 
+// A cited template id: a link to its evidence row only when the model was given that
+// template. Until the result shows the evidence, an id is plain text; after it, an id not in
+// the evidence (one the model made up) is struck through, never a link.
 function citeLink(id) {
+  if (state.evidence === null) {
+    return el("span", { class: "cite pending", title: "checked against the evidence when the answer is complete" }, id);
+  }
+  if (!state.evidence.has(id) || state.invalid.has(id)) {
+    return el("span", { class: "cite invalid", title: "not in the evidence the model was given" }, id);
+  }
   const link = el("a", { class: "cite", href: `#ev-${id}` }, id);
   link.addEventListener("click", (event) => {
     event.preventDefault();
@@ -409,11 +424,11 @@ function citeLink(id) {
   return link;
 }
 
-// Text with template ids (T12) as links to their evidence row.
+// Text with template ids (T12) as links to their evidence row (see citeLink).
 function withCitations(text) {
   const out = document.createDocumentFragment();
   let last = 0;
-  for (const match of String(text).matchAll(/\bT\d+\b/g)) {
+  for (const match of String(text).matchAll(CITATION)) {
     out.append(withRedactions(text.slice(last, match.index)));
     out.append(citeLink(match[0]));
     last = match.index + match[0].length;
@@ -537,6 +552,7 @@ function timelineBar(item) {
 }
 
 function showEvidence(result) {
+  state.evidence = new Set((result.evidence || []).map((item) => item.template_id));
   const rows = (result.evidence || []).map((item) =>
     el(
       "tr",

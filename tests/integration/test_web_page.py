@@ -299,3 +299,33 @@ def test_first_and_last_seen_dates_stay_on_one_line_each(page: Page, stack: Serv
         cell = f"#ev-{item['template_id']} td:nth-child(5)"
         # Two dates, one line each.
         assert content_height(page, cell) < 2.5 * line_height(page, cell), cell
+
+
+def test_a_cited_id_not_in_the_evidence_is_marked_never_a_link(
+    page: Page, stack: ServiceStack
+) -> None:
+    stack.llama.config.reply = (
+        "## Cause\nT99 failed after T1 filled the disk; the rest of this answer streams slowly "
+        "enough to be looked at before its result arrives (see T1 and T99)."
+    )
+    stack.llama.config.token_interval_s = 0.05
+    ask(page)
+    answer = page.locator("#answer")
+    # While streaming, before the evidence table is shown, no cited id is a link yet.
+    expect(answer).to_contain_text("T99 failed", timeout=30_000)
+    expect(answer.locator("a", has_text="T99")).to_have_count(0)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=30_000)
+    result = stack.job(job_id(page))["result"]
+    given = {item["template_id"] for item in result["evidence"]}
+    assert "T1" in given and "T99" not in given
+    assert result["citations"] == {"valid": ["T1"], "invalid": ["T99"]}
+    expect(answer.locator("a.cite", has_text="T1")).to_have_count(2)
+    # Every link on the page, answer and findings alike, leads to a row of the evidence table.
+    for link in page.locator("a.cite").all():
+        assert link.inner_text() in given, link.inner_text()
+    expect(answer.locator("a", has_text="T99")).to_have_count(0)
+    made_up = answer.locator(".cite.invalid", has_text="T99")
+    expect(made_up).to_have_count(2)
+    expect(made_up.first).to_have_attribute("title", "not in the evidence the model was given")
+    answer.locator("a.cite").first.click()
+    expect(page.locator("#evidence tr.target")).to_have_id("ev-T1")

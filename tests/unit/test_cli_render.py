@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from cli import operators, render
 from cli.client import SseEvent
 from shared.schemas import Entry, JobResult, Level
+from workers.llm.answer import check_citations
 from workers.stages.normalize import normalize
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -84,3 +86,52 @@ def test_operator_views_print_bidi_controls_as_escapes(printed: io.StringIO) -> 
     out = printed.getvalue()
     assert not set(BIDI) & set(out), out
     assert out.count("invoice\\u202Egnp.exe") == 5, out
+
+
+CITING_ANSWER = "## Cause\nT1 filled the disk; T99 (and T99 again) made it worse. See T1."
+
+
+def cited_result() -> JobResult:
+    """A result whose answer cites T1, which the model was given, and T99, which it was not."""
+    entry = Entry(T0_NS, "shop", "web-0", "web", "node-1", Level.ERROR, "ERROR disk full")
+    normalized = normalize([entry])
+    given = [item.template_id for item in normalized.evidence]
+    assert given == ["T1"]
+    return JobResult(
+        analysis=CITING_ANSWER,
+        findings=normalized.findings,
+        evidence=normalized.evidence,
+        model="m",
+        citations=check_citations(CITING_ANSWER, given),
+    )
+
+
+def unmarked(text: str, template_id: str) -> list[int]:
+    """Where `template_id` is printed without the `?` that marks it as not in the evidence."""
+    return [m.start() for m in re.finditer(rf"\b{template_id}\b(?!\?)", text)]
+
+
+def test_the_cli_marks_cited_ids_that_are_not_in_the_evidence(printed: io.StringIO) -> None:
+    result = cited_result()
+    assert result.citations.valid == ["T1"] and result.citations.invalid == ["T99"]
+    render.render(sse(1, "token", {"text": CITING_ANSWER}))
+    streamed = len(printed.getvalue())
+    render.render(sse(2, "result", result.model_dump(mode="json")))
+    after = printed.getvalue()[streamed:]
+    # Once the result says which ids were made up, the answer is shown with each marked.
+    assert after.count("T99?") >= 2 and not unmarked(after, "T99"), after
+    assert "T1?" not in after and "T1 filled the disk" in after, after
+    # A person reading a past job sees the same marks.
+    window = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
+    shown_from = len(printed.getvalue())
+    operators.show_job(
+        {
+            "job_id": "j1",
+            "status": "succeeded",
+            "request": {"filters": {"namespace": "shop"}, "time_range": window},
+            "result": result.model_dump(mode="json"),
+        }
+    )
+    job = printed.getvalue()[shown_from:]
+    assert job.count("T99?") == 2 and not unmarked(job, "T99"), job
+    assert "T1?" not in job and job.count("T1") >= 2, job

@@ -319,6 +319,28 @@ def test_100k_lines_into_a_512_token_context_gives_a_full_answer(
     assert stub.requests[-1]["max_tokens"] <= 128
 
 
+def test_citations_are_checked_against_the_evidence_in_the_prompt(
+    stub: LlamaStub, client: LlamaClient
+) -> None:
+    """An id of a template left out of the prompt to fit the context was not given to the
+    model: citing it is as invalid as citing one that does not exist."""
+    normalized = incident(100_000)
+    stub.config.n_ctx = 512
+    result = analyze(
+        normalized, request=REQUEST, client=client, sink=ListSink(), max_tokens=512, temperature=0
+    )
+    prompt_ids = {item.template_id for item in result.evidence}
+    left_out = next(i.template_id for i in normalized.evidence if i.template_id not in prompt_ids)
+    kept = result.evidence[0].template_id
+    stub.config.reply = f"{kept} failed first, then {left_out}; T9999 too."
+    result = analyze(
+        normalized, request=REQUEST, client=client, sink=ListSink(), max_tokens=512, temperature=0
+    )
+    assert {item.template_id for item in result.evidence} == prompt_ids
+    assert result.citations.valid == [kept]
+    assert result.citations.invalid == sorted([left_out, "T9999"], key=lambda t: int(t[1:]))
+
+
 def test_prompt_size_counts_the_cached_part(stub: LlamaStub, client: LlamaClient) -> None:
     """A repeated prompt is served mostly from the server's cache: its size stays the same."""
     first = analyze(
