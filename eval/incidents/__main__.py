@@ -17,9 +17,9 @@ from pathlib import Path
 
 from eval.incidents.catalog import (
     CASES_DIR,
-    all_cases,
     case_yaml,
     get_case,
+    golden_cases,
     is_small,
     render_case,
     write_case,
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--list", action="store_true", help="list the cases")
     parser.add_argument("--case", action="append", default=[], help="only this case (repeatable)")
     args = parser.parse_args(argv)
-    cases = [get_case(name) for name in args.case] if args.case else all_cases()
+    cases = [get_case(name) for name in args.case] if args.case else golden_cases()
     if args.list:
         for case in cases:
             _out(f"{case.name:32} {case.namespace:24} ~{case.approx_lines} lines")

@@ -12,7 +12,7 @@ import yaml
 
 from eval.incidents import cases_app, cases_db, cases_k8s, cases_large, cases_net
 from eval.incidents.builder import Builder
-from eval.incidents.datafile import load_cases, spec_of
+from eval.incidents.datafile import DEV_DIR, load_cases, spec_of
 from eval.incidents.model import Case
 from eval.incidents.spec import Spec
 
@@ -30,8 +30,15 @@ SPECS: tuple[Spec, ...] = (
 
 
 SUITES = ("dev", "heldout")
-"""`dev`: the golden cases above, looked at while tuning the rules. `heldout`: the data files
-of `eval/heldout/cases/`, written from public stories without looking at what the rules do."""
+"""`dev`: the golden cases above, then the data files of `eval/dev/cases/`, looked at while
+tuning the rules. `heldout`: the data files of `eval/heldout/cases/`, written from public
+stories without looking at what the rules do."""
+
+
+@cache
+def dev_file_specs() -> tuple[Spec, ...]:
+    """The dev cases written as data files (`eval/dev/cases/`), read once per process."""
+    return tuple(spec_of(case_file) for case_file in load_cases(DEV_DIR / "cases", "dev"))
 
 
 @cache
@@ -44,8 +51,14 @@ def all_cases(suite: str = "dev") -> list[Case]:
     """Every case of `suite` (`dev`, `heldout` or `all`), in a stable order."""
     if suite not in (*SUITES, "all"):
         raise ValueError(f"unknown suite {suite!r}")
-    specs = [*(SPECS if suite != "heldout" else ()), *(heldout_specs() if suite != "dev" else ())]
+    dev = (*SPECS, *dev_file_specs()) if suite != "heldout" else ()
+    specs = [*dev, *(heldout_specs() if suite != "dev" else ())]
     return [spec.case for spec in specs]
+
+
+def golden_cases() -> list[Case]:
+    """The dev cases of the Python tables, the ones committed under `eval/cases/<name>/`."""
+    return [spec.case for spec in SPECS]
 
 
 def get_case(name: str) -> Case:
@@ -55,8 +68,9 @@ def get_case(name: str) -> Case:
 
 def _spec(name: str) -> Spec:
     spec = next((s for s in SPECS if s.case.name == name), None)
-    if spec is None:  # the data files are read only when a held-out case is asked for
-        spec = next((s for s in heldout_specs() if s.case.name == name), None)
+    if spec is None:  # the data files are read only when a data-file case is asked for
+        files = (*dev_file_specs(), *heldout_specs())
+        spec = next((s for s in files if s.case.name == name), None)
     if spec is None:
         raise KeyError(name)
     return spec

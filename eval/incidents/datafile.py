@@ -86,6 +86,8 @@ from eval.incidents.spec import Spec
 HELDOUT_DIR = Path(__file__).resolve().parents[1] / "heldout"
 """`cases/<name>.yaml` (one held-out case each) and `noise/` (Loghub-2k lines)."""
 NOISE_DIR = HELDOUT_DIR / "noise"
+DEV_DIR = Path(__file__).resolve().parents[1] / "dev"
+"""`cases/<name>.yaml`: dev (tuning) cases in the same format, looked at freely."""
 DEFAULT_SCAN_LIMIT = 20_000  # the service's default `scan_limit`
 
 CLASSES: dict[str, str] = {
@@ -132,6 +134,16 @@ def _ts_php(at: float) -> str:
     return f"{datetime.fromtimestamp(at, UTC):%d-%b-%Y %H:%M:%S}"
 
 
+def _ts_haproxy(at: float) -> str:
+    d = datetime.fromtimestamp(at, UTC)
+    return f"{d:%d/%b/%Y:%H:%M:%S}.{d.microsecond // 1000:03d}"
+
+
+def _ts_mssql(at: float) -> str:
+    d = datetime.fromtimestamp(at, UTC)
+    return f"{d:%Y-%m-%d %H:%M:%S}.{d.microsecond // 10000:02d}"
+
+
 TIME_FORMATS: dict[str, Callable[[float], str]] = {
     "iso": iso,  # 2026-11-24T10:20:03.123Z
     "iso0": lambda at: iso(at, 0),  # 2026-11-24T10:20:03Z
@@ -150,6 +162,9 @@ TIME_FORMATS: dict[str, Callable[[float], str]] = {
     "ruby": lambda at: iso(at, 6)[:-1],  # 2026-11-24T10:20:03.123456 (Ruby's Logger)
     "tomcat": _ts_tomcat,  # 24-Nov-2026 10:20:03.123 (Tomcat's OneLineFormatter)
     "php": _ts_php,  # 24-Nov-2026 10:20:03 (php-fpm)
+    "gunicorn": lambda at: f"{datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S} +0000",
+    "haproxy": _ts_haproxy,  # 24/Nov/2026:10:20:03.123 (HAProxy's httplog accept date)
+    "mssql": _ts_mssql,  # 2026-11-24 10:20:03.12 (SQL Server's errorlog)
     "epoch": lambda at: f"{at:.3f}",  # 1764578403.123
     "epoch_ms": lambda at: str(int(at * 1000)),  # 1764578403123
 }
@@ -305,7 +320,7 @@ def _noise_spec(raw: Any, where: str, aliases: Mapping[str, Any]) -> NoiseSpec:
         system=system,
         pod=pod,
         container=_need(raw, "container", where, str),
-        rate=_number(_need(raw, "rate", where, int | float), f"{where}.rate"),
+        rate=_number(_need(raw, "rate", where, (int, float)), f"{where}.rate"),
         stream=raw.get("stream", "stdout"),
     )
 
@@ -355,14 +370,16 @@ def _estimate(
             else:
                 n = width * (line.rate or 0.0)
             total += n * size * replicas
-    for n in noise:
-        replicas = 1 if "#" in n.pod else int(pods[n.pod].get("replicas", 1))
-        total += 2 * span * n.rate * replicas
+    for entry in noise:
+        replicas = 1 if "#" in entry.pod else int(pods[entry.pod].get("replicas", 1))
+        total += 2 * span * entry.rate * replicas
     return max(1, round(total))
 
 
-def parse_case(data: Mapping[str, Any], path: Path | None = None) -> CaseFile:
-    """A case file's content as a `CaseFile`; CaseFileError names what is wrong."""
+def parse_case(
+    data: Mapping[str, Any], path: Path | None = None, suite: str = "heldout"
+) -> CaseFile:
+    """A case file's content as a `CaseFile` of `suite`; CaseFileError names what is wrong."""
     where = str(path) if path else "case"
     _known(data, _CASE_KEYS, where)
     name = _need(data, "name", where, str)
@@ -411,24 +428,24 @@ def parse_case(data: Mapping[str, Any], path: Path | None = None) -> CaseFile:
         approx_lines=_estimate(streams, noise, pods, (end - start).total_seconds()),
         question=data.get("question"),
         scan_limit=int(data.get("scan_limit", DEFAULT_SCAN_LIMIT)),
-        suite="heldout",
+        suite=suite,
         failure_class=failure_class,
         source=f"{title} <{url}>",
     )
     return CaseFile(case=case, pods=pods, streams=streams, noise=noise, path=path)
 
 
-def load_case(path: Path) -> CaseFile:
-    """Read and parse one case file."""
+def load_case(path: Path, suite: str = "heldout") -> CaseFile:
+    """Read and parse one case file of `suite`."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise CaseFileError(f"{path}: not a YAML mapping")
-    return parse_case(data, path)
+    return parse_case(data, path, suite)
 
 
-def load_cases(root: Path = HELDOUT_DIR / "cases") -> list[CaseFile]:
-    """Every `*.yaml` under `root`, by name."""
-    return [load_case(path) for path in sorted(root.glob("*.yaml"))]
+def load_cases(root: Path = HELDOUT_DIR / "cases", suite: str = "heldout") -> list[CaseFile]:
+    """Every `*.yaml` under `root`, by name, as cases of `suite` (the suite of that folder)."""
+    return [load_case(path, suite) for path in sorted(root.glob("*.yaml"))]
 
 
 # --- rendering ------------------------------------------------------------------------------

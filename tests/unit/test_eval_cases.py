@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
-from eval.incidents import Case, all_cases, get_case, render_case, write_case
+from eval.incidents import Case, get_case, render_case, write_case
 from eval.incidents.builder import to_ns
-from eval.incidents.catalog import CASES_DIR, case_to_dict, is_small
+from eval.incidents.catalog import CASES_DIR, case_to_dict, golden_cases, is_small
 from eval.load_loki import MAX_BATCH, load
 from shared.logql import parse_log_filter
 from shared.schemas import Filters
@@ -30,7 +30,8 @@ FILE_NAME = re.compile(r"\d+\.log")
 HUGE = 100_000
 """Cases this large are only generated when EVAL_LARGE_CASES=1 (a few seconds each)."""
 
-CASES = all_cases()
+CASES = golden_cases()
+"""The Python-table cases; the dev data files are tested in test_eval_dev.py."""
 EVERYDAY = [c for c in CASES if c.approx_lines < HUGE]
 HUGE_CASES = [c for c in CASES if c.approx_lines >= HUGE]
 
