@@ -24,6 +24,7 @@ from eval.incidents.datafile import (
     check_placeholders,
     load_cases,
 )
+from workers.evidence.templates import mask
 from workers.sources.files import parse_rfc3339_ns
 
 FILES = load_cases(DEV_DIR / "cases", "dev")
@@ -99,5 +100,14 @@ def test_each_file_is_well_formed(case_file: CaseFile) -> None:
     ids=name,
 )
 def test_the_expected_cause_is_on_a_window_line(case_file: CaseFile) -> None:
+    """The pattern is searched in templates, so it must also match the masked line."""
     pattern = re.compile(case_file.case.expected.cause_pattern)
-    assert any(pattern.search(line) for line in window_lines(case_file.case.name))
+    lines = window_lines(case_file.case.name)
+    assert any(pattern.search(line) and pattern.search(mask(line)) for line in lines)
+
+
+@pytest.mark.parametrize(
+    "case_file", [f for f in FILES if f.case.failure_class == "sampled-away"], ids=name
+)
+def test_a_sampled_away_window_is_larger_than_its_scan_limit(case_file: CaseFile) -> None:
+    assert len(window_lines(case_file.case.name)) > case_file.case.scan_limit
