@@ -453,3 +453,34 @@ def test_a_remote_server_is_used_when_allowed() -> None:
     assert result.model_status == "answered", result.model_error
     assert result.analysis == "ok"
     assert "/v1/chat/completions" in seen
+
+
+def test_openai_context_length_exceeded_shrinks_once() -> None:
+    """OpenAI's refusal names no counts: the prompt is rebuilt at half its budget, once."""
+    chats: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v1/chat/completions":
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        chats.append(json.loads(request.content))
+        if len(chats) == 1:
+            error = {
+                "message": "Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+            return httpx.Response(400, json={"error": error})
+        chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as mocked:
+        client = LlamaClient(mocked, "http://gateway.ai.svc:4000", model="gpt-4o-mini")
+        result, _ = run(
+            incident(3000), request=REQUEST, client=client, sink=ListSink(), options=OPTIONS
+        )
+    assert result.model_status == "answered", result.model_error
+    assert len(chats) == 2
+    first, second = (len(json.dumps(c["messages"])) for c in chats)
+    assert second < first * 0.6
