@@ -110,6 +110,11 @@ def test_a_job_against_vllm_or_ollama_answers_with_its_findings(
     assert key not in stack.logs()
     sent = stack.llama.requests[-1]
     assert "cache_prompt" not in sent and "return_progress" not in sent
+    # More jobs: each worker process asked the server what it is once, not once per job.
+    for _ in range(3):
+        assert finish(stack)[0]["result"]["model_status"] == "answered"
+    probes = [path for path, _ in stack.llama.auth if path in ("/v1/models", "/api/show")]
+    assert 1 <= probes.count("/v1/models") <= 2, probes  # two worker processes
 
 
 def test_the_worker_refuses_to_start_with_a_server_outside_the_cluster(
