@@ -29,6 +29,8 @@ class EvalClient(LlamaClient):
             idle_timeout_s=60,
             loading_wait_s=120,
             cache_prompt=False,
+            # The evaluation runs where its user is, against the URL they named.
+            allow_remote=True,
         )
         self.generic = generic
         self.ctx = ctx

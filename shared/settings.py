@@ -25,8 +25,15 @@ class Settings(BaseSettings):
     # Connections one API process may open to Redis; requests wait for a free one.
     redis_max_connections: int = Field(default=64, ge=4)
     loki_url: str = "http://loki.monitoring.svc.cluster.local:3100"
+    # Any OpenAI-compatible server (llama.cpp, vLLM, Ollama, ...); one outside the cluster
+    # is refused unless LLM_ALLOW_REMOTE (workers.llm.endpoint has the rule).
     llama_url: str = "http://llama-cpp.llm.svc.cluster.local:8080"
+    # The `model` of every request (llama.cpp takes any name; vLLM and Ollama want theirs).
     model_name: str = "SmolLM2-135M-Instruct"
+    # Sent as `Authorization: Bearer <key>` when set; shown by no repr or log line.
+    llm_api_key: SecretStr = SecretStr("")
+    # Allow a server outside the cluster: the prompt (redacted templates and examples) goes there.
+    llm_allow_remote: bool = False
     otel_exporter_otlp_endpoint: str = "http://tempo.monitoring.svc.cluster.local:4317"
     otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = "grpc"
     otel_sdk_disabled: bool = False
@@ -72,9 +79,13 @@ class Settings(BaseSettings):
     llm_slot_wait_s: float = 600.0
     # Reuse the server's KV cache for a shared prompt prefix (llama.cpp `cache_prompt`).
     llm_cache_prompt: bool = True
-    # The model's context in tokens; 0: ask the server (`/props`, llama.cpp), and a server
-    # without it gets a conservative 4096 (workers.llm.client.FALLBACK_CONTEXT_TOKENS).
+    # The model's context in tokens; 0: ask the server (llama.cpp `/props`, vLLM `/v1/models`,
+    # Ollama `/api/show`), and one that does not say gets a conservative 4096
+    # (workers.llm.client.FALLBACK_CONTEXT_TOKENS).
     llm_context_tokens: int = Field(default=0, ge=0)
+    # Requests all workers together send the server at once; 0: what it says (llama.cpp
+    # `total_slots`), 1 for a server that does not say.
+    llm_concurrency: int = Field(default=0, ge=0)
     # Repetition controls of llama-server's sampler (DRY off when the multiplier is 0).
     llm_dry_multiplier: float = Field(default=0.8, ge=0)
     llm_dry_base: float = Field(default=1.75, ge=1)

@@ -3,6 +3,7 @@ the process signals (logging, tracing per child, the worker heartbeat)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis
 from celery import Celery
 from celery.signals import (
     setup_logging,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
@@ -18,6 +20,7 @@ from celery.signals import (
 
 from shared import queues, redis_keys, telemetry
 from shared.settings import Settings, get_settings
+from workers.llm.endpoint import RemoteLlmError, check_llm_url
 from workers.periodic import Periodic
 
 SERVICE_NAME = "log-analyzer-worker"
@@ -46,6 +49,18 @@ configure(celery_app, get_settings())
 
 _heartbeat: Periodic | None = None
 _heartbeat_client: redis.Redis | None = None
+
+
+@worker_init.connect
+def _check_llm_url(**_: Any) -> None:
+    # Refuse to start with a model outside the cluster unless allowed (each request checks
+    # again). SystemExit, because Celery logs and ignores a signal handler's exceptions.
+    settings = get_settings()
+    try:
+        check_llm_url(settings.llama_url, allow_remote=settings.llm_allow_remote)
+    except RemoteLlmError as exc:
+        logging.getLogger(__name__).critical("%s", exc.message)
+        raise SystemExit(f"log-analyzer worker: {exc.message}") from None
 
 
 @worker_ready.connect

@@ -81,6 +81,9 @@ def llama_client() -> LlamaClient:
             max_retries=cfg.llm_max_retries,
             cache_prompt=cfg.llm_cache_prompt,
             context_tokens=cfg.llm_context_tokens,
+            concurrency=cfg.llm_concurrency,
+            api_key=cfg.llm_api_key.get_secret_value(),
+            allow_remote=cfg.llm_allow_remote,
         )
     return _llama
 

@@ -1,16 +1,21 @@
 """Servers other than llama.cpp, through real worker processes: one that answers only `/v1/*`,
-one whose error bodies are `{"error": "text"}`, and a model call that goes wrong in a way
-nobody planned for. The job succeeds with its findings either way (issue 22).
+one whose error bodies are `{"error": "text"}`, the stub answering as vLLM and as Ollama
+(with a model name and an API key of their own), a model call that goes wrong in a way
+nobody planned for, and a server outside the cluster. The job succeeds with its findings
+either way (issue 22).
 
-The first two run on a stack of their own: workers cache what `/props` said.
+Most run on a stack of their own: workers probe the server once and keep what it said.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from cli.harness import wait_until
+from tests.stubs.llama_stub import StubConfig
 from tests.support.sse import collect
 from tests.support.stack import ServiceStack
 
@@ -77,3 +82,68 @@ def test_an_unexpected_error_in_call_llm_keeps_the_findings(stack: ServiceStack)
     assert error is not None and error["code"] == "internal_error"
     assert kinds.index("findings") < kinds.index("error") < kinds.index("result")
     assert_findings_kept(result)
+
+
+@pytest.mark.parametrize("flavor", ["vllm", "ollama"])
+def test_a_job_against_vllm_or_ollama_answers_with_its_findings(
+    fresh_stack: ServiceStack, flavor: str
+) -> None:
+    stack = fresh_stack
+    model, key = "Qwen/Qwen2.5-7B-Instruct", "sk-integration-test-key"
+    stack.llama.reset(
+        StubConfig(flavor=flavor, served_model=model, require_key=key, n_ctx=8192)  # type: ignore[arg-type]
+    )
+    stack.start_worker(MODEL_NAME=model, LLM_API_KEY=key)
+    stack.start_api()
+    stack.wait_ready()
+    view, kinds, error = finish(stack)
+    assert view["status"] == "succeeded"
+    result = view["result"]
+    assert error is None, error
+    assert result["model_status"] == "answered", result.get("model_error")
+    assert result["analysis"] == stack.llama.config.reply
+    assert result["model"] == model
+    assert "token" in kinds
+    assert_findings_kept(result)
+    assert stack.llama.truncated == 0
+    assert all(auth == f"Bearer {key}" for _, auth in stack.llama.auth)
+    assert key not in stack.logs()
+    sent = stack.llama.requests[-1]
+    assert "cache_prompt" not in sent and "return_progress" not in sent
+    # More jobs: each worker process asked the server what it is once, not once per job.
+    for _ in range(3):
+        assert finish(stack)[0]["result"]["model_status"] == "answered"
+    probes = [path for path, _ in stack.llama.auth if path in ("/v1/models", "/api/show")]
+    assert 1 <= probes.count("/v1/models") <= 2, probes  # two worker processes
+
+
+def test_the_worker_refuses_to_start_with_a_server_outside_the_cluster(
+    fresh_stack: ServiceStack,
+) -> None:
+    worker = fresh_stack.start_worker(LLAMA_URL="https://api.openai.com")
+    assert worker.proc is not None
+    code = wait_until(
+        lambda: worker.proc.poll() is not None if worker.proc else None,
+        60,
+        "the worker kept running with a remote LLAMA_URL",
+        interval=0.2,
+    )
+    assert code and worker.proc.returncode != 0
+    worker.expected_exit = True
+    assert "LLM_ALLOW_REMOTE=true" in worker.tail()
+    assert "api.openai.com" in worker.tail()
+
+
+def test_the_worker_starts_with_a_remote_server_when_allowed(fresh_stack: ServiceStack) -> None:
+    # Allowed on purpose: it starts, and a job whose model is unreachable keeps its findings.
+    stack = fresh_stack
+    stack.start_worker(LLAMA_URL="http://llm.example.invalid:9", LLM_ALLOW_REMOTE="true")
+    stack.start_api()
+    stack.wait_ready()
+    started = time.monotonic()
+    view, _, error = finish(stack)
+    assert view["status"] == "succeeded"
+    assert view["result"]["model_status"] == "failed"
+    assert error is not None and error["code"] == "llm_unavailable"
+    assert_findings_kept(view["result"])
+    assert time.monotonic() - started < 60

@@ -66,6 +66,7 @@ NON_SETTINGS_ENV = {
 RESTRICTED_SETTINGS = {
     "API_KEYS": {"api"},
     "NOTIFY_WEBHOOK_SECRET": {"worker", "worker-backfill"},  # the workers send the webhook
+    "LLM_API_KEY": {"worker", "worker-backfill"},  # only the workers call the model
 }
 IMAGE_NAME = "log-analyzer"
 

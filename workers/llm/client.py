@@ -9,9 +9,11 @@ The first token is due within a deadline that follows from the prompt's size
 request that reaches that deadline is not sent again: the server took it and stayed silent,
 and a second try would double the wait (and queue the same prompt behind the first).
 
-Only `/v1/chat/completions` is required: a generic OpenAI-compatible server without
-llama.cpp's `/props` gets a context of LLM_CONTEXT_TOKENS (or a conservative default) and one
-slot, and one without `/tokenize` gets a local token estimate with a margin.
+Only `/v1/chat/completions` is required. The server is probed once per process for its
+context and slots (`workers.llm.server_info`: llama.cpp `/props`, vLLM `/v1/models`, Ollama
+`/api/show`; LLM_CONTEXT_TOKENS and LLM_CONCURRENCY win when set), and tokens are counted with
+its `/tokenize` (llama.cpp's or vLLM's shape) or, without one, estimated with a margin.
+llama.cpp's own request fields (prompt cache, progress, DRY sampler) go to llama.cpp only.
 """
 
 from __future__ import annotations
@@ -30,11 +32,23 @@ import httpx
 from shared.errors import ContextOverflowError, LlmError, LlmRejectedError, LlmTimeoutError
 from shared.retry import RetryPolicy
 from shared.schemas import ProgressData
+from workers.llm.endpoint import check_llm_url
 from workers.llm.progress import ProgressReporter, first_token_deadline, server_progress
+from workers.llm.server_info import (
+    FALLBACK_CONTEXT_TOKENS,
+    ServerProps,
+    context_from_models,
+    context_from_ollama_show,
+    context_from_props,
+    context_overflow,
+)
 
-# The context assumed when neither LLM_CONTEXT_TOKENS nor the server says: small enough for
-# any current chat model.
-FALLBACK_CONTEXT_TOKENS = 4096
+__all__ = ["FALLBACK_CONTEXT_TOKENS", "Completion", "LlamaClient", "ServerProps"]
+# Fields of a chat request that only llama.cpp reads; a strict server may refuse them.
+_LLAMA_ONLY = frozenset(
+    {"cache_prompt", "return_progress", "dry_multiplier", "dry_base", "dry_allowed_length"}
+    | {"repeat_penalty"}
+)
 # Answers of a server that lacks an endpoint (404 Not Found, 405, 501 Not Implemented).
 _MISSING = frozenset({404, 405, 501})
 # How long a missing endpoint is not asked for again.
@@ -49,12 +63,6 @@ def estimate_tokens(text: str) -> int:
     still fits when the estimate is off.
     """
     return math.ceil(len(text) / 3)
-
-
-@dataclass(frozen=True)
-class ServerProps:
-    n_ctx: int
-    total_slots: int
 
 
 @dataclass
@@ -82,22 +90,23 @@ class StreamBrokenError(LlmError):
 
 def parse_error_body(status: int, body: str) -> LlmError | LlmRejectedError:
     """Turn an error answer into the matching exception: llama.cpp's and OpenAI's
-    `{"error": {"message", "type", ...}}`, Ollama's `{"error": "text"}`, or any other body
-    (its text is the message)."""
+    `{"error": {"message", "type", ...}}`, Ollama's `{"error": "text"}`, vLLM's older
+    `{"object": "error", "message", ...}`, or any other body (its text is the message)."""
     try:
         data = json.loads(body)
     except ValueError:
         data = None
     error = data.get("error") if isinstance(data, dict) else None
+    if error is None and isinstance(data, dict) and data.get("object") == "error":
+        error = data
     if isinstance(error, str):
         error = {"message": error}
     if not isinstance(error, dict):
         error = {}
     message = str(error.get("message") or "") or body.strip()[:500] or f"HTTP {status}"
-    if status == 400 and error.get("type") == "exceed_context_size_error":
-        return ContextOverflowError(
-            message, n_prompt_tokens=error.get("n_prompt_tokens"), n_ctx=error.get("n_ctx")
-        )
+    overflow = context_overflow(status, {**error, "message": message})
+    if overflow is not None:
+        return ContextOverflowError(message, n_prompt_tokens=overflow[0], n_ctx=overflow[1])
     if 400 <= status < 500 and status != 429:
         return LlmRejectedError(f"LLM server rejected the request ({status}): {message}")
     return LlmError(f"LLM server answered {status}: {message}")
@@ -139,6 +148,9 @@ class LlamaClient:
         max_retries: int = 2,
         cache_prompt: bool = True,
         context_tokens: int = 0,
+        concurrency: int = 0,
+        api_key: str = "",
+        allow_remote: bool = False,
     ):
         self.http = http
         self.base_url = base_url.rstrip("/")
@@ -153,11 +165,24 @@ class LlamaClient:
             attempts=max_retries, base_s=0.25, cap_s=5.0, keep_trying_s=loading_wait_s
         )
         self.cache_prompt = cache_prompt
-        self.context_tokens = context_tokens  # 0: ask the server (`/props`)
+        self.context_tokens = context_tokens  # 0: ask the server
+        self.concurrency = concurrency  # 0: ask the server (1 if it does not say)
+        self.allow_remote = allow_remote
+        # Sent with every request; kept out of every message and repr.
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._token_cache: dict[str, int] = {}
         self._no_tokenize_at: float | None = None
         self._props: ServerProps | None = None
         self._props_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"LlamaClient({self.base_url!r}, model={self.model!r})"
+
+    def _url(self, path: str) -> str:
+        """The URL of `path`, once the server is known to be one the prompt may go to
+        (RemoteLlmError otherwise: checked at every request, not only at start)."""
+        check_llm_url(self.base_url, allow_remote=self.allow_remote)
+        return self.base_url + path
 
     def _timeout(self, read: float) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect_timeout_s, read=read, write=30.0, pool=10.0)
@@ -177,8 +202,9 @@ class LlamaClient:
             try:
                 response = self.http.request(
                     method,
-                    self.base_url + path,
+                    self._url(path),
                     timeout=self._timeout(self.idle_timeout_s),
+                    headers=self._headers,
                     **kwargs,
                 )
             except httpx.TransportError as exc:
@@ -199,26 +225,64 @@ class LlamaClient:
             what=f"LLM {method} {path}",
         )
 
-    def props(self, max_age_s: float = 30.0) -> ServerProps:
-        """Per-request context size and slot count from `GET /props` (cached briefly).
+    def props(self, max_age_s: float = math.inf) -> ServerProps:
+        """Context per request, slot count and kind of server, probed once per process.
 
-        LLM_CONTEXT_TOKENS, when set, is the context size; a server without `/props` gets
-        that or FALLBACK_CONTEXT_TOKENS, and one slot.
+        LLM_CONTEXT_TOKENS and LLM_CONCURRENCY win when set. Otherwise llama.cpp's `/props`,
+        then `/v1/models` (vLLM's `max_model_len`), then Ollama's `/api/show`, then
+        FALLBACK_CONTEXT_TOKENS; a server that does not say how many slots gets one. An
+        endpoint the server lacks (404, 405, 501, or any other refusal) means "not this one";
+        an unreachable server raises, and is asked again next time.
         """
         if self._props is not None and time.monotonic() - self._props_at < max_age_s:
             return self._props
-        response = self._call_optional("GET", "/props")
-        data = response.json() if response is not None else {}
-        if not isinstance(data, dict):
-            data = {}
-        settings = data.get("default_generation_settings") or {}
-        n_ctx = self.context_tokens or int(settings.get("n_ctx", 0) or data.get("n_ctx", 0) or 0)
+        n_ctx, slots, kind = self._probe()
         self._props = ServerProps(
-            n_ctx=n_ctx or FALLBACK_CONTEXT_TOKENS,
-            total_slots=int(data.get("total_slots", 1) or 1),
+            n_ctx=self.context_tokens or n_ctx or FALLBACK_CONTEXT_TOKENS,
+            total_slots=self.concurrency or slots or 1,
+            kind=kind,
         )
         self._props_at = time.monotonic()
         return self._props
+
+    def learn_context(self, n_ctx: int) -> None:
+        """The server said its context is `n_ctx` (in a context-overflow answer): use it from
+        now on, unless LLM_CONTEXT_TOKENS is set."""
+        if self._props is not None and not self.context_tokens and n_ctx > 0:
+            self._props = ServerProps(n_ctx, self._props.total_slots, self._props.kind)
+
+    def _probe_json(self, method: str, path: str, *, answered: bool = False, **kwargs: Any) -> Any:
+        """A probe's JSON answer; None when the server lacks or refuses the endpoint, or,
+        once it `answered` another probe, fails on this one."""
+        try:
+            response = self._call_optional(method, path, **kwargs)
+        except LlmRejectedError:
+            return None
+        except LlmError:
+            if answered:
+                return None
+            raise
+        if response is None:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _probe(self) -> tuple[int | None, int | None, str]:
+        props = self._probe_json("GET", "/props")
+        if isinstance(props, dict):
+            n_ctx, slots = context_from_props(props)
+            return n_ctx, slots, "llama.cpp"
+        models = self._probe_json("GET", "/v1/models", answered=True)
+        n_ctx, kind = context_from_models(models, self.model)
+        if n_ctx is not None or self.context_tokens:
+            return n_ctx, None, kind
+        shown = self._probe_json("POST", "/api/show", answered=True, json={"model": self.model})
+        ollama = context_from_ollama_show(shown)
+        if ollama is not None:
+            return ollama, None, "ollama"
+        return None, None, kind
 
     def count_tokens(self, text: str) -> int:
         """Token count with the server's own tokenizer, cached per text; an estimate
@@ -229,16 +293,29 @@ class LlamaClient:
         missing_at = self._no_tokenize_at
         if missing_at is not None and time.monotonic() - missing_at < _MISSING_RECHECK_S:
             return estimate_tokens(text)
-        response = self._call_optional("POST", "/tokenize", json={"content": text})
-        if response is None:
+        llama = self._props is None or self._props.kind == "llama.cpp"
+        # llama.cpp reads `content`; vLLM reads `model` and `prompt` and also says `count`.
+        body = {"content": text} if llama else {"model": self.model, "prompt": text}
+        try:
+            response = self._call_optional("POST", "/tokenize", json=body)
+        except LlmRejectedError:
+            response = None  # a `/tokenize` of another shape, or one behind a refusing proxy
+        try:
+            data = response.json() if response is not None else None
+        except ValueError:
+            data = None
+        count = data.get("count") if isinstance(data, dict) else None
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(count, int):
+            count = len(tokens) if isinstance(tokens, list) else None
+        if count is None:
             self._no_tokenize_at = time.monotonic()
             return estimate_tokens(text)
         self._no_tokenize_at = None
-        tokens = response.json()["tokens"]
         if len(self._token_cache) > 50_000:  # one process serves many jobs: stay bounded
             self._token_cache.clear()
-        cached = self._token_cache[text] = len(tokens)
-        return cached
+        self._token_cache[text] = count
+        return count
 
     def first_token_deadline(self, prompt_tokens: int) -> float:
         """Seconds the first token may take for a prompt of `prompt_tokens` tokens."""
@@ -275,7 +352,7 @@ class LlamaClient:
             prompt_tokens=prompt_tokens,
             interval_s=self.progress_interval_s,
         )
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),
             "stream": True,
@@ -283,10 +360,12 @@ class LlamaClient:
             "temperature": temperature,
             "stream_options": {"include_usage": True},
             "cache_prompt": self.cache_prompt,
-            # llama.cpp reports prompt processing in the stream; other servers ignore it.
+            # llama.cpp reports prompt processing in the stream.
             "return_progress": True,
             **(sampling or {}),
         }
+        if self._props is not None and self._props.kind != "llama.cpp":
+            body = {key: value for key, value in body.items() if key not in _LLAMA_ONLY}
 
         def wait(seconds: float) -> None:
             # Between tries (a model still loading, say) the reader keeps hearing from us.
@@ -315,6 +394,7 @@ class LlamaClient:
         should_stop: Callable[[], bool],
         reporter: ProgressReporter,
     ) -> Completion:
+        url = self._url("/v1/chat/completions")
         lines: queue.Queue[object] = queue.Queue(maxsize=10_000)
         holder: dict[str, httpx.Response] = {}
         abort = threading.Event()
@@ -325,8 +405,9 @@ class LlamaClient:
             try:
                 with self.http.stream(
                     "POST",
-                    self.base_url + "/v1/chat/completions",
+                    url,
                     json=body,
+                    headers=self._headers,
                     timeout=self._timeout(read_timeout),
                 ) as response:
                     holder["response"] = response

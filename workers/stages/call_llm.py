@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from shared.errors import (
+    ConfigurationError,
     ContextOverflowError,
     JobCancelledError,
     UpstreamError,
@@ -161,11 +162,16 @@ def analyze(
                 )
                 break
             except ContextOverflowError as exc:
-                # Our count and the server's disagree (chat template, special tokens): shrink
-                # by the ratio the server reported, with a margin, and try exactly once more.
+                # Our count and the server's disagree (chat template, special tokens, an
+                # estimate without `/tokenize`, a context smaller than assumed): shrink by the
+                # ratio the server reported, with a margin, and try exactly once more. The
+                # evidence that no longer fits is dropped from the end.
                 if shrunk:
                     raise
                 shrunk = True
+                if exc.n_ctx is not None and exc.n_ctx < props.n_ctx:
+                    client.learn_context(exc.n_ctx)
+                    answer_tokens, budget = plan_tokens(exc.n_ctx, max_tokens)
                 scale = prompt.prompt_tokens / exc.n_prompt_tokens if exc.n_prompt_tokens else 0.5
                 prompt = prompt_for(int(budget * min(scale, 1.0) * 0.8))
             except StreamBrokenError as exc:
@@ -289,7 +295,8 @@ def run(
                 slot=slot,
                 progress=progress,
             )
-        except (UpstreamError, UpstreamRejectedError) as exc:
+        except (UpstreamError, UpstreamRejectedError, ConfigurationError) as exc:
+            # ConfigurationError: a server outside the cluster without LLM_ALLOW_REMOTE.
             error = JobError(code=exc.code, message=exc.message, stage=Stage.CALL_LLM)
             result = without_model(normalized, model=client.model, error=error)
         except JobCancelledError:
