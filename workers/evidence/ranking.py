@@ -1,7 +1,7 @@
 """Rank mined templates so the likely cause of an incident comes first.
 
 A score mixes severity (the entry level; a line without one takes the level its words imply,
-such as `FATAL` or `OOMKilled`), log-damped frequency with a small weight (so thousands of
+such as `FATAL` or an OOM kill), log-damped frequency with a small weight (so thousands of
 repeats of a consequence cannot outweigh one step of severity), burstiness, and onset:
 
 - among warning-or-worse templates that *began* in the window, the earliest are often the
@@ -41,7 +41,7 @@ _ERROR_RANK = LEVEL_RANK[Level.ERROR]
 _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
     (
         re.compile(
-            r"(?i)\b(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault"
+            r"(?i)\b(?:fatal|panic|panicked|oom[- ]?kill\w*|out of memory|segmentation fault"
             r"|outofmemory(?:error)?)\b"
         ),
         LEVEL_RANK[Level.FATAL],

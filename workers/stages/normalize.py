@@ -30,8 +30,8 @@ from shared.schemas import (
 from shared.schemas.findings import Coverage, PreviousWindow, Searched
 from workers.evidence.findings import MAX_CAUSES, Template, compute_findings, utc
 from workers.evidence.ranking import TemplateStats, Window, rank, severity
-from workers.evidence.scorer import Series, Span, find_incident, own_onset, score_causes
 from workers.evidence.redact import redact
+from workers.evidence.scorer import Series, Span, find_incident, own_onset, score_causes
 from workers.evidence.templates import TemplateMiner, fingerprint, mask
 from workers.evidence.traces import innermost_cause
 from workers.stages.query_loki import to_ns
