@@ -256,13 +256,22 @@ def evaluate(
     docs: Annotated[
         bool, typer.Option(help="regenerate this model's block in docs/evaluation.md")
     ] = False,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            help="strict top-1 with each findings score component switched off (no model)"
+        ),
+    ] = False,
 ) -> None:
     """Run the golden set; write eval/results/latest-<model>.{md,json}."""
     from cli.evaluate import eval_client, eval_settings
     from eval import report, runner
 
-    if suite not in ("dev", "heldout", "all"):
-        raise typer.BadParameter("dev, heldout or all", param_hint="--suite")
+    if suite not in ("dev", "heldout", "final", "all"):
+        raise typer.BadParameter("dev, heldout, final or all", param_hint="--suite")
+    if ablation:
+        _ablation(runner.cases_named(cases, suite), eval_settings(max_tokens), docs=docs)
+        return
     if docs and suite != "dev":
         raise typer.BadParameter("--docs regenerates the dev suite's blocks", param_hint="--suite")
     chosen = runner.cases_named(cases, suite)
@@ -295,6 +304,18 @@ def evaluate(
         console.print(f"[red]✖ {escape(problem)}[/]")
     if check and problems:
         raise typer.Exit(1)
+
+
+def _ablation(chosen: list[Any], settings: Any, *, docs: bool) -> None:
+    from bench.report import replace_generated
+    from eval import ablation, report
+
+    result = ablation.run(chosen, settings, progress=lambda line: console.print(line, markup=False))
+    text = ablation.markdown(result)
+    console.print(text, markup=False)
+    if docs:
+        replace_generated("eval-ablation", text, report.EVALUATION_DOC)
+        console.print(f"regenerated {report.EVALUATION_DOC.name} (eval-ablation)")
 
 
 def main() -> None:

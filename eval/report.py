@@ -11,8 +11,10 @@ from bench.report import ROOT, replace_generated, table
 from shared import metrics
 from shared.metrics import MetricsRecorder
 
-# What CI requires of the whole set with the stub model (issue #13).
-FLOORS = {"evidence_recall": 0.95, "findings_recall": 0.9, "citation_validity": 1.0}
+# What CI requires of the dev suite with the stub model (issue #13), and of the findings'
+# strict top-1 per suite (issue 21: measured at the scorer's commit, a case below it).
+FLOORS = {"evidence_recall": 0.95, "citation_validity": 1.0}
+STRICT_FLOORS = {"dev": 0.75, "heldout": 0.80}
 
 COLUMNS = [
     ("cases", "cases"),
@@ -171,12 +173,16 @@ def write_docs(report: Mapping[str, Any], text: str) -> str:
     return f"{EVALUATION_DOC.relative_to(ROOT)} ({name})"
 
 
-def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) -> list[str]:
-    """What the `ours` strategy misses of the floors on the dev suite (any model: degenerate
-    rate 0, no model call for a quiet namespace), and any leak under any strategy and suite.
-
-    The held-out suite has no floor yet (issue 21: it comes with the new findings rules).
-    """
+def failures(
+    report: Mapping[str, Any],
+    floors: Mapping[str, float] = FLOORS,
+    strict_floors: Mapping[str, float] = STRICT_FLOORS,
+) -> list[str]:
+    """What the `ours` strategy misses of the floors: the dev suite's (any model: degenerate
+    rate 0, no model call for a quiet namespace), the strict top-1 of each suite run that has
+    a floor, a probable cause named in a false-positive case; and any leak under any
+    strategy and suite. The `final` suite (written after the scorer) has no floor: it is only
+    reported."""
     problems = []
     suites = report.get("suites")
     ours = (suites.get("dev", {}) if suites is not None else report["summary"]).get("ours")
@@ -187,13 +193,24 @@ def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) ->
                 problems.append(f"ours: {key} {value} < {floor}")
         if ours.get("degenerate_rate"):
             problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
+    strict = report.get("strict", {}).get("ours", {})
+    for suite, floor in strict_floors.items():
+        figures = strict.get(suite, {}).get("all")
+        if figures is None:
+            continue
+        top1 = figures.get("strict_top1")
+        if top1 is None or top1 < floor:
+            problems.append(f"ours: {suite} strict top-1 {top1} < {floor}")
     for strategy, figures in report["summary"].items():
         if figures["leaks"]:
             problems.append(f"{strategy}: {figures['leaks']} leaked secrets")
     for case in report["cases"]:
-        if case["strategy"] == "ours" and "quiet" in case["tags"]:
-            if case["model_status"] != "skipped":
-                problems.append(f"{case['case']}: the model was asked about an empty window")
+        if case["strategy"] != "ours":
+            continue
+        if "quiet" in case["tags"] and case["model_status"] != "skipped":
+            problems.append(f"{case['case']}: the model was asked about an empty window")
+        if case.get("failure_class", "").startswith("fp-") and case.get("strict_top1") is False:
+            problems.append(f"{case['case']}: a probable cause named in a false-positive case")
     return problems
 
 

@@ -444,8 +444,8 @@ DROPPED_INDEX = Spec(
         end=window("2026-12-01T14:00:00Z", 60)[1],
         expected=Expected(
             # The migration that ran the DROP (its alembic banner) names the cause as well.
-            cause_pattern=r"DROP INDEX CONCURRENTLY IF EXISTS idx_orders_customer_id"
-            r"|drop unused indexes",
+            # No index name: the template masks it (strict scoring reads the template).
+            cause_pattern=r"DROP INDEX CONCURRENTLY IF EXISTS|drop unused indexes",
             cause_keywords=("index", "customer_id"),
         ),
         forbidden=(),

@@ -131,6 +131,9 @@ class ProbableCause(BaseModel):
     count: int
     confidence: Literal["high", "medium", "low"]
     reasons: list[str]
+    # What the findings scorer weighed (absent in results written before it existed).
+    score: float | None = None
+    components: dict[str, float] = Field(default_factory=dict)
     followed_by: list[Follower] = Field(default_factory=list)
 
 
@@ -144,6 +147,7 @@ class TimelineEntry(BaseModel):
     count: int
     new: bool | None
     template: str
+    change: str | None = None  # the kind of change the line announces (deploy, config, ...)
 
 
 class Affected(BaseModel):
@@ -164,6 +168,7 @@ class Findings(BaseModel):
     searched: Searched
     previous_window: PreviousWindow | None = None
     probable_causes: list[ProbableCause] = Field(default_factory=list)
+    onset: datetime | None = None  # when the error rate rose (None: no incident found)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     new_templates: list[str] = Field(default_factory=list)
     affected: Affected = Field(default_factory=Affected)

@@ -131,7 +131,10 @@ def test_summaries_are_per_suite_and_class_and_floors_read_dev_only() -> None:
         "strict": {"ours": strict},
         "cases": [],
     }
-    assert report.failures(held_out_only) == []  # no floor on the held-out suite yet
+    assert report.failures(held_out_only) == [
+        f"ours: heldout strict top-1 0.5 < {report.STRICT_FLOORS['heldout']}"
+    ]
+    assert report.failures(held_out_only, strict_floors={"heldout": 0.5}) == []
     table = report.classes_table(held_out_only)
     assert "early-new-error" in table and "0.000" in table
 
@@ -140,3 +143,20 @@ def test_the_old_findings_recall_of_a_false_positive_case_is_no_cause_named() ->
     assert runner.score(NO_CAUSE, "ours", "stub", outcome()).findings_recall is True
     named = runner.score(NO_CAUSE, "ours", "stub", outcome(cause("x")))
     assert named.findings_recall is False
+
+
+def test_a_cause_named_in_a_false_positive_case_fails_the_check() -> None:
+    row = {
+        "case": "fp-healthy-x",
+        "strategy": "ours",
+        "tags": [],
+        "model_status": "skipped",
+        "failure_class": "fp-healthy",
+        "strict_top1": False,
+    }
+    figures = {"leaks": 0, "evidence_recall": 1.0, "citation_validity": 1.0}
+    result = {"summary": {"ours": figures}, "suites": {}, "strict": {}, "cases": [row]}
+    assert report.failures(result) == [
+        "fp-healthy-x: a probable cause named in a false-positive case"
+    ]
+    assert report.failures({**result, "cases": [{**row, "strict_top1": True}]}) == []

@@ -216,7 +216,11 @@ def test_result_shape() -> None:
     assert result.entries == len(entries)
     assert result.templates > 5
     assert [e.template_id for e in result.evidence] == ["T1", "T2", "T3", "T4", "T5"]
-    scores = [e.score for e in result.evidence]
+    # The probable causes lead the evidence; the rest follow by score.
+    assert result.findings is not None
+    causes = {c.template_id for c in result.findings.probable_causes}
+    assert [e.template_id for e in result.evidence[: len(causes)]] == sorted(causes)
+    scores = [e.score for e in result.evidence if e.template_id not in causes]
     assert scores == sorted(scores, reverse=True)
     fatal = result.evidence[0]
     assert fatal.level is Level.FATAL

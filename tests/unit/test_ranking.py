@@ -21,7 +21,11 @@ from workers.evidence.ranking import severity
         (Level.INFO, "container api OOMKilled", Level.INFO),
         (Level.ERROR, "java.lang.OutOfMemoryError: Java heap space", Level.ERROR),
         (Level.WARN, "failed to refresh flags, will retry", Level.WARN),
-        (Level.INFO, "still waiting for ShareLock on transaction <*>", Level.WARN),
+        (
+            Level.INFO,
+            "still waiting for ShareLock on transaction <*>",
+            Level.INFO,
+        ),  # explicit level wins
         (Level.UNKNOWN, "dial tcp <*>: connect: connection refused", Level.ERROR),
         (Level.INFO, "GET /healthz 200", Level.INFO),
         (Level.FATAL, "database system is shut down", Level.FATAL),

@@ -1,11 +1,9 @@
 """Findings computed from the evidence alone: probable causes with reasons anyone can check,
-the timeline of onsets, what is new since the previous window, who is affected.
+the timeline of onsets and changes, what is new since the previous window, who is affected.
 
-Probable cause, by rule: an error-or-worse template that began in the window (not steady
-background) and, best, is followed within seconds by other trouble; among those, the
-earliest; and before it, a warning that it followed (the trouble first seen as a warning).
-Confidence is high when it is new (absent from the previous window) and others followed it,
-medium when one of the two holds, low otherwise.
+The probable causes are chosen by `scorer.py` from the counts (the error rate's change
+point, each template's rate against the previous window, its lead and association with the
+burst); this module turns its scores into reasons a reader can check, and the summary.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from shared.schemas import EvidenceItem
 from shared.schemas.findings import (
@@ -24,7 +23,9 @@ from shared.schemas.findings import (
     Searched,
     TimelineEntry,
 )
+from workers.evidence.changes import change_kind
 from workers.evidence.ranking import Ranked, TemplateStats, is_alarming, is_error, is_new
+from workers.evidence.scorer import CauseScore, Incident, confidence
 
 MAX_CAUSES = 3
 BURST_S = 5.0
@@ -52,77 +53,74 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _by_onset_then_rarity(stats: Sequence[TemplateStats], pool: Sequence[Ranked]) -> list[Ranked]:
-    """Followed templates first; then by onset, where onsets within BURST_S of each other count
-    as one moment (an incident starts many things at once) and, within it, the rarest line
-    wins (causes are rare, their consequences loud), then the most severe, then the earliest."""
-    by_onset = sorted(pool, key=lambda r: stats[r.index].first_ns)
-    burst: dict[int, int] = {}
-    start = None
-    for r in by_onset:
-        onset = stats[r.index].first_ns
-        if start is None or onset - start > BURST_S * 1e9:
-            start = onset
-        burst[r.index] = start
-    return sorted(
-        by_onset,
-        key=lambda r: (
-            not r.followers,
-            burst[r.index],
-            stats[r.index].count,
-            -r.severity,
-            stats[r.index].first_ns,
-        ),
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _p_value(surprise: float) -> str:
+    return (
+        "p < 1e-12"
+        if surprise >= 12
+        else f"p ≈ 1e-{surprise:.0f}"
+        if surprise >= 1
+        else (f"p ≈ {10**-surprise:.2f}")
     )
 
 
-def cause_candidates(stats: Sequence[TemplateStats], ranked: Sequence[Ranked]) -> list[int]:
-    """Indexes of the probable causes, best first.
-
-    Error-or-worse templates that began in the window (not steady), ordered as
-    `_by_onset_then_rarity` says. A warning the first of them followed comes before it (a
-    memory alarm before the publish timeouts, a lock wait before the statement timeouts, a
-    Sentinel failover before the connection errors): a program that only warned about the
-    trouble it saw first is still where the trouble began. Such a warning must begin before
-    every error (by more than MOMENT_S: a warning logged with an error is the same event),
-    not be steady, and be no louder than the error it explains (a warning that outnumbers
-    the errors after it is a symptom: pool saturation, rejected tokens).
-    """
-    errors = _by_onset_then_rarity(
-        stats, [r for r in ranked if is_error(r.severity) and not r.steady]
+def _reasons(c: CauseScore, t: Template, incident: Incident, runner_up: float | None) -> list[str]:
+    """The score's components in words, each a fact a reader can check in the evidence."""
+    stats, item = t.stats, t.item
+    assert item is not None
+    lead_s = (incident.onset_ns - c.onset_ns) / 1e9
+    onset = f"{item.level.value.upper()} from {utc(c.onset_ns):%H:%M:%S}"
+    when = (
+        f"{_ago(lead_s)} before the errors rose at {utc(incident.onset_ns):%H:%M:%S}"
+        if lead_s > 0.5
+        else "as the errors rose"
+        if abs(lead_s) <= 0.5
+        else f"{_ago(lead_s)} after the errors rose at {utc(incident.onset_ns):%H:%M:%S}"
     )
-    if not errors:
-        return []
-    first = errors[0]
-    earliest_error = min(stats[r.index].first_ns for r in errors)
-    warnings = [
-        r
-        for r in ranked
-        if is_alarming(r.severity)
-        and not is_error(r.severity)
-        and not r.steady
-        and first.index in r.followers
-        and stats[r.index].first_ns < earliest_error - MOMENT_S * 1e9
-        and stats[r.index].count <= stats[first.index].count
-    ]
-    precursors = _closest_first(stats, warnings)[:1]
-    return [r.index for r in (precursors + errors)[:MAX_CAUSES]]
-
-
-def _closest_first(stats: Sequence[TemplateStats], pool: Sequence[Ranked]) -> list[Ranked]:
-    """The warnings of the moment closest to the errors (onsets within MOMENT_S of the latest
-    one), earliest first, then the rarest: not the banner of a long change (a migration that
-    started a second before its lock wait) but what happened just before the errors, and in
-    that moment what came first (the broker's alarm, not the client told it is blocked)."""
-    if not pool:
-        return []
-    latest = max(stats[r.index].first_ns for r in pool)
-    moment = [r for r in pool if latest - stats[r.index].first_ns <= MOMENT_S * 1e9]
-    return sorted(moment, key=lambda r: (stats[r.index].first_ns, stats[r.index].count))
+    reasons = [f"{onset}, {when}"]
+    if c.change:
+        reasons.append(f"announces a change ({c.change})")
+    if stats.previous is None or c.surprise is None:
+        reasons.append("the previous window could not be read: its rate before is unknown")
+    elif stats.previous == 0:
+        reasons.append(
+            f"absent from the previous window of the same length; {_lines(stats.count)} now "
+            f"({_p_value(c.surprise)})"
+        )
+    else:
+        ratio = stats.count / stats.previous
+        reasons.append(
+            f"{_lines(stats.previous)} in the previous window, {stats.count:,} now "
+            f"(×{ratio:,.1f}, {_p_value(c.surprise)})"
+        )
+    if c.correlation >= 0.5:
+        reasons.append(f"its rate moves with the other errors (r = {c.correlation:.2f})")
+    elif c.components["association"] >= 0.5:
+        reasons.append("active up to the moment the errors rose")
+    else:
+        reasons.append("not active near the moment the errors rose: weakly associated")
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in c.components.items())
+    margin = "" if runner_up is None else f"; next candidate {runner_up:.2f}"
+    reasons.append(f"score {c.score:.2f} ({parts}{margin})")
+    return reasons
 
 
 def _cause(
-    template: Template, by_index: dict[int, Template], first: Template | None
+    c: CauseScore,
+    template: Template,
+    by_index: dict[int, Template],
+    incident: Incident,
+    *,
+    confidence: Literal["high", "medium", "low"],
+    runner_up: float | None,
 ) -> ProbableCause | None:
     item = template.item
     if item is None:
@@ -132,30 +130,16 @@ def _cause(
         by_index[j] for j in template.ranked.followers if by_index.get(j) and by_index[j].item
     ]
     followers.sort(key=lambda t: t.stats.first_ns)
-    new = is_new(stats)
-    onset = f"{item.level.value.upper()} at {utc(stats.first_ns):%H:%M:%S}"
-    if (first is None or first.item is None) and not is_error(template.ranked.severity):
-        reasons = [f"a warning the first errors followed: {onset}"]
-    elif first is None or first.item is None:
-        reasons = [f"the earliest error-or-worse template that others followed: {onset}"]
-        if not followers:
-            reasons = [f"the earliest error-or-worse template to begin in the window: {onset}"]
-    else:
-        after = (stats.first_ns - first.stats.first_ns) / 1e9
-        reasons = [f"an alternative: {onset}, {after:+.0f} s from {first.item.template_id}"]
-    if new is True:
-        reasons.append("absent from the previous window of the same length")
-    elif new is None:
-        reasons.append("the previous window could not be read: novelty unknown")
+    reasons = _reasons(c, template, incident, runner_up)
     if followers:
         lines = sum(f.stats.count for f in followers)
         spread = (max(f.stats.first_ns for f in followers) - stats.first_ns) / 1e9
-        reasons.append(
-            f"{len(followers)} other warning-or-worse templates ({lines:,} lines) began within "
-            f"{max(spread, 0):.0f} s after it"
+        reasons.insert(
+            -1,
+            f"{len(followers)} other warning-or-worse "
+            f"{'template' if len(followers) == 1 else 'templates'} ({lines:,} lines) began within "
+            f"{max(spread, 0):.0f} s after it",
         )
-    score = (new is True) + bool(followers) - (first is not None)
-    confidence = "high" if score >= 2 else "medium" if score == 1 else "low"
     return ProbableCause(
         template_id=item.template_id,
         fingerprint=item.fingerprint,
@@ -165,6 +149,8 @@ def _cause(
         count=item.count,
         confidence=confidence,
         reasons=reasons,
+        score=round(c.score, 3),
+        components={k: round(v, 3) for k, v in c.components.items()},
         followed_by=[
             Follower(
                 template_id=f.item.template_id,
@@ -178,17 +164,35 @@ def _cause(
     )
 
 
-def probable_causes(templates: Sequence[Template], order: Sequence[int]) -> list[ProbableCause]:
-    """The causes `cause_candidates` chose, the first with its followers, then alternatives."""
+def probable_causes(
+    templates: Sequence[Template], scores: Sequence[CauseScore], incident: Incident | None
+) -> list[ProbableCause]:
+    """The scorer's best candidates, the first with its confidence, then alternatives (low)."""
+    if incident is None or not scores:
+        return []
     by_index = {t.ranked.index: t for t in templates}
-    chosen = [by_index[i] for i in order if i in by_index]
-    causes = [_cause(t, by_index, chosen[0] if n else None) for n, t in enumerate(chosen)]
-    return [c for c in causes if c is not None]
+    out = []
+    for n, c in enumerate(scores[:MAX_CAUSES]):
+        template = by_index.get(c.index)
+        if template is None:
+            continue
+        runner_up = scores[n + 1].score if n + 1 < len(scores) else None
+        level = confidence(scores) if n == 0 else "low"
+        cause = _cause(c, template, by_index, incident, confidence=level, runner_up=runner_up)
+        if cause is not None:
+            out.append(cause)
+    return out
 
 
 def timeline(templates: Sequence[Template]) -> list[TimelineEntry]:
-    alarming = [t for t in templates if is_alarming(t.ranked.severity) and t.item is not None]
-    alarming.sort(key=lambda t: t.stats.first_ns)
+    """Warning-or-worse templates and changes (at any level), by onset."""
+    changes = {t.ranked.index: change_kind(t.stats.template) for t in templates}
+    shown = [
+        t
+        for t in templates
+        if t.item is not None and (is_alarming(t.ranked.severity) or changes[t.ranked.index])
+    ]
+    shown.sort(key=lambda t: t.stats.first_ns)
     return [
         TimelineEntry(
             template_id=t.item.template_id,
@@ -198,8 +202,9 @@ def timeline(templates: Sequence[Template]) -> list[TimelineEntry]:
             count=t.item.count,
             new=is_new(t.stats),
             template=_short(t.item.template),
+            change=changes[t.ranked.index],
         )
-        for t in alarming[:MAX_TIMELINE]
+        for t in shown[:MAX_TIMELINE]
         if t.item is not None
     ]
 
@@ -254,8 +259,8 @@ def _summary(
     if not causes:
         note = f" {steady_errors} error templates are steady background" if steady_errors else ""
         return (
-            f"No error began in {window}:{note} (present before the window or all through "
-            "it), so no new root cause stands out."
+            f"No error began in {window} and the error rate did not rise:{note} (as loud "
+            "before the window as in it), so there is no incident to explain."
         )
     first = causes[0]
     parts = [
@@ -279,7 +284,8 @@ def _summary(
 def compute_findings(
     templates: Sequence[Template],
     *,
-    causes_order: Sequence[int],
+    causes: Sequence[CauseScore],
+    incident: Incident | None,
     searched: Searched,
     previous: PreviousWindow | None,
     affected_pods: dict[str, int],
@@ -298,7 +304,7 @@ def compute_findings(
             previous_window=previous,
         )
     only_low = not any(is_error(t.ranked.severity) for t in templates)
-    causes = [] if only_low else probable_causes(templates, causes_order)
+    chosen = [] if only_low else probable_causes(templates, causes, incident)
     steady_errors = sum(1 for t in templates if is_error(t.ranked.severity) and t.ranked.steady)
     affected = Affected(
         pods=_top(affected_pods),
@@ -312,7 +318,7 @@ def compute_findings(
         empty=False,
         only_low_severity=only_low,
         summary=summarize(
-            causes,
+            chosen,
             searched=searched,
             only_low=only_low,
             steady_errors=steady_errors,
@@ -320,7 +326,8 @@ def compute_findings(
         ),
         searched=searched,
         previous_window=previous,
-        probable_causes=causes,
+        probable_causes=chosen,
+        onset=None if incident is None else utc(incident.onset_ns),
         timeline=timeline(templates),
         new_templates=sorted(new_ids, key=lambda tid: int(tid[1:])),
         affected=affected,

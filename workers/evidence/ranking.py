@@ -1,7 +1,7 @@
 """Rank mined templates so the likely cause of an incident comes first.
 
 A score mixes severity (the entry level; a line without one takes the level its words imply,
-such as `FATAL` or `OOMKilled`), log-damped frequency with a small weight (so thousands of
+such as `FATAL` or an OOM kill), log-damped frequency with a small weight (so thousands of
 repeats of a consequence cannot outweigh one step of severity), burstiness, and onset:
 
 - among warning-or-worse templates that *began* in the window, the earliest are often the
@@ -41,7 +41,7 @@ _ERROR_RANK = LEVEL_RANK[Level.ERROR]
 _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
     (
         re.compile(
-            r"(?i)\b(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault"
+            r"(?i)\b(?:fatal|panic|panicked|oom[- ]?kill\w*|out of memory|segmentation fault"
             r"|outofmemory(?:error)?)\b"
         ),
         LEVEL_RANK[Level.FATAL],
@@ -54,14 +54,6 @@ _KEYWORD_RANKS: tuple[tuple[re.Pattern[str], int], ...] = (
         LEVEL_RANK[Level.ERROR],
     ),
     (re.compile(r"(?i)\b(?:warn(?:ing)?|retry\w*|back-?off|deprecated)\b"), _WARN_RANK),
-)
-# Lines that programs log as info (Postgres logs lock waits and every DDL statement at LOG)
-# but that an operator looking for what changed before an incident must see: schema changes,
-# migrations, lock waits, resource alarms. They rank as warnings.
-_NOTABLE_INFO = re.compile(
-    r"(?i)\b(?:still waiting for|lock wait|alarm set"
-    r"|(?:alter|drop|truncate)\s+(?:table|index|column|schema|database)"
-    r"|create\s+(?:unique\s+)?index|running upgrade|migrating schema)\b"
 )
 
 
@@ -98,18 +90,14 @@ def severity(level: Level, template: str) -> int:
 
     An explicit level wins: an INFO line that names `-XX:+HeapDumpOnOutOfMemoryError` or a
     warning that says `failed to refresh flags, will retry` keeps its level. Words count as
-    whole words only. Schema changes, lock waits and resource alarms (`_NOTABLE_INFO`) are
-    the one exception: they rank info as a warning, a step an operator must see, never as an
-    error. (Flatten raises a level it inferred, not read, by the words of death.)
+    whole words only. (Flatten raises a level it inferred, not read, by the words of death;
+    changes logged at info are eligible causes by what they announce, see `changes.py`.)
     """
     if level is Level.UNKNOWN:
         for pattern, implied in _KEYWORD_RANKS:
             if pattern.search(template):
                 return implied
-    rank = LEVEL_RANK[level]
-    if rank < _WARN_RANK and _NOTABLE_INFO.search(template):
-        return _WARN_RANK
-    return rank
+    return LEVEL_RANK[level]
 
 
 def is_steady(stats: TemplateStats, window: Window) -> bool:
@@ -146,14 +134,24 @@ def followers_of(
     return tuple(j for _, j in onsets[lo:hi] if j != i)
 
 
-def rank(stats: Sequence[TemplateStats], window: Window | None = None) -> list[Ranked]:
-    """Every template with its score, best first (ties: earlier first, then index)."""
+def rank(
+    stats: Sequence[TemplateStats],
+    window: Window | None = None,
+    *,
+    steady: Sequence[bool] | None = None,
+) -> list[Ranked]:
+    """Every template with its score, best first (ties: earlier first, then index).
+
+    `steady`: which templates are background, when the caller measured it from their rates
+    (the findings scorer does); else `is_steady` decides.
+    """
     if not stats:
         return []
     if window is None:
         window = Window(min(s.first_ns for s in stats), max(s.last_ns for s in stats) + 1)
     sev = [severity(s.level, s.template) for s in stats]
-    steady = [is_steady(s, window) for s in stats]
+    if steady is None:
+        steady = [is_steady(s, window) for s in stats]
     alarming = [i for i in range(len(stats)) if sev[i] >= _WARN_RANK and not steady[i]]
     onsets = sorted((stats[i].first_ns, i) for i in alarming)
     onset_times = [t for t, _ in onsets]

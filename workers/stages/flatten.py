@@ -44,8 +44,8 @@ Rules, in the order they apply to each line:
    by `=` and not part of a path or a compound name (so `errors=0`, `error=nil` and
    `/error-pages/404` are not errors, but "no error" is: perfection is not the goal); else
    UNKNOWN. A level inferred (a known head, an exception token, a weak marker), never one
-   the line states, is raised to fatal by a whole word of death (`fatal`, `panic`,
-   `OOMKilled`, `out of memory`, `OutOfMemoryError`, `segmentation fault`). Level names
+   the line states, is raised to fatal by a whole word of death (`fatal`, `panic`, the OOM
+   killer's `oom-kill`, `out of memory`, `OutOfMemoryError`, `segmentation fault`). Level names
    map as `CRITICAL`/`EMERG`/`ALERT`/`PANIC` → fatal, `SEVERE` → error, `NOTICE`/`LOG` →
    info, `TRACE` → debug.
 
@@ -215,7 +215,7 @@ _WEAK_HINTS: Final = ("err", "fail", "warn", "exception", "fatal", "panic")
 # Words of death, whole words only: they raise a level the line's shape implied (an
 # exception class, a weak word), never one the line states (`INFO ... -XX:+HeapDumpOn...`).
 _DEATH_RE: Final = re.compile(
-    r"(?i)(?<![\w+-])(?:fatal|panic|panicked|oomkilled|out of memory|segmentation fault"
+    r"(?i)(?<![\w+-])(?:fatal|panic|panicked|oom[- ]?kill\w*|out of memory|segmentation fault"
     r"|outofmemory(?:error)?)(?![\w-])"
 )
 _DEATH_HINTS: Final = ("fatal", "panic", "oom", "memory", "segmentation")

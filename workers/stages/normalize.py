@@ -28,9 +28,10 @@ from shared.schemas import (
     QueryCounts,
 )
 from shared.schemas.findings import Coverage, PreviousWindow, Searched
-from workers.evidence.findings import Template, cause_candidates, compute_findings, utc
-from workers.evidence.ranking import TemplateStats, Window, rank
+from workers.evidence.findings import MAX_CAUSES, Template, compute_findings, utc
+from workers.evidence.ranking import TemplateStats, Window, rank, severity
 from workers.evidence.redact import redact
+from workers.evidence.scorer import Series, Span, find_incident, own_onset, score_causes
 from workers.evidence.templates import TemplateMiner, fingerprint, mask
 from workers.evidence.traces import innermost_cause
 from workers.stages.query_loki import to_ns
@@ -39,7 +40,7 @@ MAX_NAMES = 10  # pods / containers listed per template
 STORED_EXAMPLE_CHARS = 2000  # longer examples (joined stack traces) are cut, marked with "…"
 MAX_MINED_CHARS = 1000  # the miner sees the first line of a message, at most this long
 CUT_MARK = "…"  # ends a template whose line was longer than MAX_MINED_CHARS
-TIME_BINS = 32  # the window is cut into this many bins to measure burstiness and coverage
+TIME_BINS = 128  # the window (and the one before) is cut into this many bins to count rates
 MAX_HEADS = 20  # distinct head lines of the traces of one template kept for its identity
 
 
@@ -167,6 +168,10 @@ def _example(text: str) -> str:
     return text[: STORED_EXAMPLE_CHARS - 1] + "…"
 
 
+def _dense(bins: dict[int, float]) -> tuple[float, ...]:
+    return tuple(bins.get(at, 0.0) for at in range(TIME_BINS))
+
+
 def _window_of(entries: Iterable[Entry]) -> WindowInfo:
     times = [e.ts_ns for e in entries]
     return WindowInfo(min(times, default=0), max(times, default=0) + 1)
@@ -238,21 +243,25 @@ def normalize(
             pods[entry.pod] += 1
             containers[entry.container] += 1
             nodes[entry.node] += 1
-    before: dict[int, float] = {}
+    before: dict[int, dict[int, float]] = {}
+    previous_start = window.start_ns - span
     for entry in previous or ():
         text = entry.message
         if not lines_redacted or entry.raw or "\n" in text:
             text = redact(text)[0]
         sid = _mined(miner, entry, text)[0]
-        before[sid] = before.get(sid, 0) + entry.weight
+        at = min(max((entry.ts_ns - previous_start) // bin_ns, 0), TIME_BINS - 1)
+        bins = before.setdefault(sid, {})
+        bins[at] = bins.get(at, 0) + entry.weight
 
     templates: dict[int, _Acc] = {}
-    earlier: dict[int, float] = {}
+    earlier: dict[int, dict[int, float]] = {}
     for sid, acc in signatures.items():
         templates.setdefault(miner.resolve(sid), _Acc()).merge(acc, max_examples)
-    for sid, count in before.items():
-        tid = miner.resolve(sid)
-        earlier[tid] = earlier.get(tid, 0) + count
+    for sid, bins in before.items():
+        merged = earlier.setdefault(miner.resolve(sid), {})
+        for at, weight in bins.items():
+            merged[at] = merged.get(at, 0) + weight
     mined = miner.templates
     tids = list(templates)
     identities = _identities(miner, tids, templates)
@@ -265,13 +274,30 @@ def normalize(
             last_ns=templates[tid].last_ns,
             peak=max(round(max(templates[tid].bins.values())), 1),
             coverage=len(templates[tid].bins) / TIME_BINS,
-            previous=round(earlier.get(tid, 0)) if previous is not None else None,
+            previous=round(sum(earlier.get(tid, {}).values())) if previous is not None else None,
         )
         for tid in tids
     ]
-    ranked = rank(stats, Window(window.start_ns, window.end_ns))
+    series = [
+        Series(
+            level_rank=severity(s.level, s.template),
+            template=s.template,
+            count=templates[tid].count,
+            first_ns=s.first_ns,
+            last_ns=s.last_ns,
+            bins=_dense(templates[tid].bins),
+            previous=None if previous is None else sum(earlier.get(tid, {}).values()),
+            previous_bins=None if previous is None else _dense(earlier.get(tid, {})),
+        )
+        for s, tid in zip(stats, tids, strict=True)
+    ]
+    span_of = Span(window.start_ns, window.end_ns)
+    incident = find_incident(series, span_of)
+    scores = [] if incident is None else score_causes(series, span_of, incident)[:MAX_CAUSES]
+    steady = [own_onset(s, span_of) is None for s in series]
+    ranked = rank(stats, Window(window.start_ns, window.end_ns), steady=steady)
     # The probable causes lead the evidence: the model reads them first, T1 names the cause.
-    causes = cause_candidates(stats, ranked)
+    causes = [c.index for c in scores]
     lead = sorted((r for r in ranked if r.index in causes), key=lambda r: causes.index(r.index))
     ordered = lead + [r for r in ranked if r.index not in causes]
     evidence: dict[int, EvidenceItem] = {}
@@ -302,7 +328,8 @@ def normalize(
     )
     findings = compute_findings(
         [Template(stats[r.index], r, evidence.get(r.index)) for r in ordered],
-        causes_order=causes,
+        causes=scores,
+        incident=incident,
         searched=searched,
         previous=window.previous,
         affected_pods=dict(pods),
