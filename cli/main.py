@@ -244,7 +244,7 @@ def evaluate(
     strategies: Annotated[str, typer.Option(help="comma-separated: ours, seed")] = "ours,seed",
     cases: Annotated[str, typer.Option(help="comma-separated case names (default: all)")] = "",
     suite: Annotated[
-        str, typer.Option(help="dev (the golden set), heldout (issue 21) or all")
+        str, typer.Option(help="dev (the golden set), heldout, final (issue 21) or all")
     ] = "dev",
     ctx: Annotated[int, typer.Option(help="context size of the model")] = 4096,
     max_tokens: Annotated[int, typer.Option(help="answer cap")] = 512,

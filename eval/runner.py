@@ -341,7 +341,7 @@ def run_strategy(
 
 
 def cases_named(names: str, suite: str = "dev") -> list[Case]:
-    """All cases of `suite` (`dev`, `heldout`, `all`), or those named (comma-separated)."""
+    """All cases of `suite` (`dev`, `heldout`, `final`, `all`), or those named (comma-separated)."""
     cases = all_cases(suite)
     if not names:
         return cases

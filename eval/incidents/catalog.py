@@ -12,7 +12,7 @@ import yaml
 
 from eval.incidents import cases_app, cases_db, cases_k8s, cases_large, cases_net
 from eval.incidents.builder import Builder
-from eval.incidents.datafile import DEV_DIR, load_cases, spec_of
+from eval.incidents.datafile import DEV_DIR, FINAL_DIR, load_cases, spec_of
 from eval.incidents.model import Case
 from eval.incidents.spec import Spec
 
@@ -29,10 +29,12 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
-SUITES = ("dev", "heldout")
+SUITES = ("dev", "heldout", "final")
 """`dev`: the golden cases above, then the data files of `eval/dev/cases/`, looked at while
 tuning the rules. `heldout`: the data files of `eval/heldout/cases/`, written from public
-stories without looking at what the rules do."""
+stories without looking at what the rules do.
+`final`: the data files of `eval/heldout/final/`, written the same way after the scorer was
+done, so no tuning ever saw them (reported on their own)."""
 
 
 @cache
@@ -47,13 +49,24 @@ def heldout_specs() -> tuple[Spec, ...]:
     return tuple(spec_of(case_file) for case_file in load_cases())
 
 
+@cache
+def final_specs() -> tuple[Spec, ...]:
+    """The `final` suite's cases, read from their data files (once per process)."""
+    return tuple(spec_of(case_file) for case_file in load_cases(FINAL_DIR, suite="final"))
+
+
+def _suite_specs(suite: str) -> tuple[Spec, ...]:
+    if suite == "dev":
+        return (*SPECS, *dev_file_specs())
+    return heldout_specs() if suite == "heldout" else final_specs()
+
+
 def all_cases(suite: str = "dev") -> list[Case]:
-    """Every case of `suite` (`dev`, `heldout` or `all`), in a stable order."""
+    """Every case of `suite` (one of SUITES, or `all` for every suite), in a stable order."""
     if suite not in (*SUITES, "all"):
         raise ValueError(f"unknown suite {suite!r}")
-    dev = (*SPECS, *dev_file_specs()) if suite != "heldout" else ()
-    specs = [*dev, *(heldout_specs() if suite != "dev" else ())]
-    return [spec.case for spec in specs]
+    chosen = SUITES if suite == "all" else (suite,)
+    return [spec.case for name in chosen for spec in _suite_specs(name)]
 
 
 def golden_cases() -> list[Case]:
@@ -62,15 +75,15 @@ def golden_cases() -> list[Case]:
 
 
 def get_case(name: str) -> Case:
-    """The case called `name` (either suite); KeyError if there is none."""
+    """The case called `name` (any suite); KeyError if there is none."""
     return _spec(name).case
 
 
 def _spec(name: str) -> Spec:
     spec = next((s for s in SPECS if s.case.name == name), None)
-    if spec is None:  # the data files are read only when a data-file case is asked for
-        files = (*dev_file_specs(), *heldout_specs())
-        spec = next((s for s in files if s.case.name == name), None)
+    for more in (dev_file_specs, heldout_specs, final_specs):  # data files are read lazily
+        if spec is None:
+            spec = next((s for s in more() if s.case.name == name), None)
     if spec is None:
         raise KeyError(name)
     return spec

@@ -88,6 +88,8 @@ HELDOUT_DIR = Path(__file__).resolve().parents[1] / "heldout"
 NOISE_DIR = HELDOUT_DIR / "noise"
 DEV_DIR = Path(__file__).resolve().parents[1] / "dev"
 """`cases/<name>.yaml`: dev (tuning) cases in the same format, looked at freely."""
+FINAL_DIR = HELDOUT_DIR / "final"
+"""The `final` suite: held-out cases written after the scorer was done (issue 21)."""
 DEFAULT_SCAN_LIMIT = 20_000  # the service's default `scan_limit`
 
 CLASSES: dict[str, str] = {

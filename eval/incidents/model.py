@@ -37,7 +37,7 @@ class Case:
     approx_lines: int
     question: str | None = None
     scan_limit: int = 100_000
-    suite: str = "dev"  # `dev` (looked at while tuning) or `heldout` (eval/heldout/cases)
+    suite: str = "dev"  # `dev` (tuned on), `heldout` (eval/heldout/cases) or `final` (…/final)
     failure_class: str = ""  # held-out cases: the class of issue 21 it tests
     source: str = ""  # held-out cases: the public story it follows (title <url>)
 
