@@ -139,3 +139,39 @@ def test_look_alike_is_not_redacted(line: str) -> None:
 )
 def test_a_literal_or_empty_value_is_no_secret(line: str) -> None:
     assert redact(line) == (line, 0)
+
+
+UUID = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"cache miss key=Library/Containers/{UUID}/Data",
+        f"cache_key=/var/folders/{UUID.lower()}/T evicted",
+        f"object key=tenant-{UUID} stored",
+        f"open Caches/{UUID}Cache/Ab failed",
+        f"open Data/{UUID}_1/Snapshots/Ab12Cd34 failed",
+    ],
+    ids=["key_path", "key_abs_path", "key_prefixed", "glued_segment", "suffixed_segment"],
+)
+def test_a_value_holding_a_uuid_is_judged_by_the_rest(line: str) -> None:
+    # 32 random-looking hex digits are an id when they have a UUID's shape (issue 23).
+    assert redact(line) == (line, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "secret", "kind"),
+    [
+        (f"signing with key=q8Z2xT9vL4mN7pR1sK6w-{UUID}", "q8Z2xT9vL4mN7pR1sK6w", "secret"),
+        (
+            f"calling upstream with Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY/{UUID} as credential",
+            "Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY",
+            "high_entropy",
+        ),
+    ],
+    ids=["random_key_value", "standalone_token"],
+)
+def test_a_secret_beside_a_uuid_is_still_redacted(line: str, secret: str, kind: str) -> None:
+    text, count = redact(line)
+    assert secret not in text and count == 1 and f"<redacted:{kind}>" in text

@@ -30,10 +30,27 @@ def _entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
+def _judge_without_uuids(value: str, judge: Callable[[str], bool]) -> bool | None:
+    """`judge` on each stretch around the UUIDs in `value`; None when it holds none.
+
+    A UUID is an id whatever else sits beside it (`Containers/<uuid>/Data`, `tenant-<uuid>`),
+    and its 32 hex digits alone score as random: only the rest of the value can be a secret.
+    """
+    if len(value) < 36 or _UUID.search(value) is None:
+        return None
+    # The separators that joined a part to a UUID belong to neither.
+    return any(judge(rest) for part in _UUID.split(value) if (rest := part.strip("/_-")))
+
+
 def looks_random(value: str, *, min_length: int = 12, min_entropy: float = 3.0) -> bool:
     """A generated credential rather than a name, a path or an id with a known shape."""
-    if len(value) < min_length or _UUID.fullmatch(value) or not _TOKEN_CHARS.fullmatch(value):
+    if len(value) < min_length or not _TOKEN_CHARS.fullmatch(value):
         return False
+    rest = _judge_without_uuids(
+        value, lambda part: looks_random(part, min_length=min_length, min_entropy=min_entropy)
+    )
+    if rest is not None:
+        return rest
     digits = sum(c.isdigit() for c in value)
     letters = sum(c.isalpha() for c in value)
     if digits < 2 or letters < 2:
@@ -71,8 +88,11 @@ def looks_like_standalone_secret(value: str, before: str = "") -> bool:
     segment is a word, a number or an id) is judged by what its parts are, and ids are not
     secrets. An identifier made of short parts joined
     by `-` or `_` is a name. What is left must mix upper case, lower case and digits at
-    random, as generated keys do.
+    random, as generated keys do. UUIDs in it are ids: only what is around them is judged.
     """
+    rest = _judge_without_uuids(value, lambda part: looks_like_standalone_secret(part, before))
+    if rest is not None:
+        return rest
     if "/" in value:
         if value.startswith("/") or value.endswith("/") or "//" in value:
             return False
