@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import replace_generated  # noqa: E402
-from workers.evidence.redact import redact  # noqa: E402  (needs the repo root on sys.path)
+from workers.evidence.redact import Redactor  # noqa: E402  (needs the repo root on sys.path)
 from workers.evidence.templates import TemplateMiner  # noqa: E402
 
 SYSTEMS = (
@@ -130,6 +130,7 @@ def load_system(data: Path, system: str) -> tuple[list[str], list[str]]:
 def run_ours(lines: Sequence[str]) -> tuple[list[int], float]:
     start = time.perf_counter()
     miner = TemplateMiner()
+    redact = Redactor()
     ids = []
     for line in lines:
         text, _ = redact(line)
@@ -249,6 +250,7 @@ def scale_worker(data: Path, count: int) -> dict[str, Any]:
     lines = synthetic_lines(data, count)
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     miner = TemplateMiner()
+    redact = Redactor()
     seconds = 0.0
     done = 0
     while done < count:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.secrets_corpus import JWT, KEEP, ORDINARY, PEM, SECRETS
-from workers.evidence.redact import redact
+from workers.evidence.redact import Redactor, redact
 from workers.evidence.templates import mask
 
 
@@ -175,3 +175,9 @@ def test_a_value_holding_a_uuid_is_judged_by_the_rest(line: str) -> None:
 def test_a_secret_beside_a_uuid_is_still_redacted(line: str, secret: str, kind: str) -> None:
     text, count = redact(line)
     assert secret not in text and count == 1 and f"<redacted:{kind}>" in text
+
+
+def test_a_redactor_answers_as_redact_does() -> None:
+    lines = [line for line, _, _ in SECRETS[:5]] + ORDINARY[:5]
+    redactor = Redactor(max_lines=3)  # small: the memory is emptied and refilled
+    assert [redactor(line) for line in lines * 2] == [redact(line) for line in lines * 2]

@@ -196,6 +196,13 @@ _ENTROPY_RULE = _compile(
 
 
 def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
+    keep = compiled.keep
+    if keep is None:
+        if compiled.regex.search(text) is None:
+            return text, 0
+    elif all(keep(match) for match in compiled.regex.finditer(text)):
+        # Judged rules mostly find look-alikes (paths, ids, node names): no rewrite then.
+        return text, 0
     count = 0
     placeholder = f"<redacted:{compiled.rule.kind}>"
 
@@ -220,7 +227,8 @@ def redact(text: str) -> tuple[str, int]:
     lowered = text.lower()
     total = 0
     woken = [rules for k, rules in _ANY_LINE_KEYWORDS if k in lowered]
-    if _UNBROKEN_RUN(text) is not None:
+    unbroken = _UNBROKEN_RUN(text) is not None
+    if unbroken:
         woken += [rules for k, rules in _UNBROKEN_KEYWORDS if k in lowered]
     if woken:
         for index in sorted(frozenset().union(*woken)):
@@ -229,7 +237,34 @@ def redact(text: str) -> tuple[str, int]:
     if "@" in text:
         text, found = _apply(_EMAIL_RULE, text)
         total += found
-    if _LONG_RUN(text) is not None:
+    # Without a run of 16 word characters or `-`, a run of 32 needs a `/` or a `+`
+    # (placeholders never lengthen a run).
+    if (unbroken or "/" in text or "+" in text) and _LONG_RUN(text) is not None:
         text, found = _apply(_ENTROPY_RULE, text)
         total += found
     return text, total
+
+
+class Redactor:
+    """`redact` that remembers the lines it has seen: a repeated line costs one look-up.
+
+    Meant for one job's lines (the memory holds them, secrets included, so it must not
+    outlive the job); at most `max_lines` lines of up to `max_chars` each are kept.
+    """
+
+    def __init__(self, *, max_lines: int = 20_000, max_chars: int = 512) -> None:
+        self.max_lines = max_lines
+        self.max_chars = max_chars
+        self._seen: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, text: str) -> tuple[str, int]:
+        """The same as `redact(text)`."""
+        done = self._seen.get(text)
+        if done is not None:
+            return done
+        done = redact(text)
+        if len(text) <= self.max_chars:
+            if len(self._seen) >= self.max_lines:
+                self._seen.clear()
+            self._seen[text] = done
+        return done
