@@ -90,12 +90,12 @@ def looks_like_standalone_secret(value: str, before: str = "") -> bool:
     by `-` or `_` is a name. What is left must mix upper case, lower case and digits at
     random, as generated keys do. UUIDs in it are ids: only what is around them is judged.
     """
+    if "/" in value and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return False
     rest = _judge_without_uuids(value, lambda part: looks_like_standalone_secret(part, before))
     if rest is not None:
         return rest
     if "/" in value:
-        if value.startswith("/") or value.endswith("/") or "//" in value:
-            return False
         if any(_PATH_WORD.fullmatch(part) for part in value.split("/")):
             return False
     if max(len(part) for part in _SEPARATORS.split(value)) < 20:

@@ -144,8 +144,15 @@ def _align(a: list[str], b: list[str]) -> list[_Segment]:
     for i in range(n - 1, -1, -1):
         row, below = lcs[i], lcs[i + 1]
         ai = a[i]
+        right = 0  # row[j + 1]; `max` as a call costs more than this whole cell
         for j in range(m - 1, -1, -1):
-            row[j] = below[j + 1] + 1 if ai == b[j] else max(below[j], row[j + 1])
+            if ai == b[j]:
+                right = below[j + 1] + 1
+            else:
+                down = below[j]
+                if down > right:
+                    right = down
+            row[j] = right
     segments: list[_Segment] = []
     i = j = 0
     gap_a: list[str] = []
@@ -433,6 +440,7 @@ class TemplateMiner:
             return x
 
         constants = [frozenset(t for t in tokens if WILDCARD not in t) for tokens, _ in parts]
+        sizes = [len(c) for c in constants]
         index: dict[tuple[str, int], list[int]] = {}
         for pid, (tokens, _) in enumerate(parts):
             first = WILDCARD if not tokens or WILDCARD in tokens[0] else tokens[0]
@@ -450,14 +458,19 @@ class TemplateMiner:
                 continue
             first = WILDCARD if WILDCARD in tokens[0] else tokens[0]
             firsts = {first, WILDCARD}
+            mine, size = constants[pid], sizes[pid]
             for length in range(len(tokens) - self.max_gap, len(tokens) + self.max_gap + 1):
                 for f in firsts:
                     for other in index.get((f, length), ()):
-                        if other == pid or find(other) == find(pid):
+                        # Cheap necessary-ish tests before the quadratic alignment: half the
+                        # constants of the larger side must be shared (so twice the smaller
+                        # side's count must reach the larger's).
+                        theirs = sizes[other]
+                        if 2 * size < theirs or 2 * theirs < size or other == pid:
                             continue
-                        # Cheap necessary-ish test before the quadratic alignment.
-                        common = len(constants[pid] & constants[other])
-                        if 2 * common < max(len(constants[pid]), len(constants[other])):
+                        if 2 * len(mine & constants[other]) < max(size, theirs):
+                            continue
+                        if find(other) == find(pid):
                             continue
                         if _gaps_are_variable(tokens, parts[other][0], self.max_gap):
                             ra, rb = find(pid), find(other)
