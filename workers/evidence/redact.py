@@ -155,6 +155,16 @@ class _Compiled:
     regex: re.Pattern[str]
     secret_groups: tuple[str, ...]
     keep: Callable[[re.Match[str]], bool] | None
+    digit_blind: bool  # whether it matches is the same for any digits (see `Redactor`)
+
+
+# What may hold a digit in a pattern that treats every digit alike: `\d`, the range 0-9,
+# a repeat count, a group's name. Any other digit (`ya29`, `[2-9]`) tells digits apart.
+_ALIKE_DIGITS = re.compile(r"\\d|0-9|\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)")
+
+
+def _digit_blind(pattern: str) -> bool:
+    return not any(c.isdigit() for c in _ALIKE_DIGITS.sub("", pattern))
 
 
 def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) -> _Compiled:
@@ -169,7 +179,7 @@ def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) ->
             return not check(value)
 
         keep = keep_unless_checked
-    return _Compiled(rule, regex, groups, keep)
+    return _Compiled(rule, regex, groups, keep, _digit_blind(rule.pattern))
 
 
 _COMPILED = tuple(_compile(rule) for rule in RULES)
@@ -193,6 +203,11 @@ _ENTROPY_RULE = _compile(
         not looks_like_standalone_secret(m.group(0), m.string[max(0, m.start() - 24) : m.start()])
     ),
 )
+
+
+def _matches(compiled: _Compiled, text: str) -> bool:
+    """Whether the rule finds a candidate at all (judged or not)."""
+    return compiled.regex.search(text) is not None
 
 
 def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
@@ -224,47 +239,90 @@ def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
 
 def redact(text: str) -> tuple[str, int]:
     """Replace secrets and e-mail addresses in `text`; return the text and the count."""
+    text, total, _ = _redact(text)
+    return text, total
+
+
+def _redact(text: str) -> tuple[str, int, bool]:
+    """`redact`, and whether the line is left alone for reasons blind to its digits.
+
+    That is: every rule its keywords woke found nothing and treats all digits alike, and
+    neither the e-mail nor the high-entropy rule had a candidate.
+    """
     lowered = text.lower()
     total = 0
     woken = [rules for k, rules in _ANY_LINE_KEYWORDS if k in lowered]
     unbroken = _UNBROKEN_RUN(text) is not None
     if unbroken:
         woken += [rules for k, rules in _UNBROKEN_KEYWORDS if k in lowered]
+    shut = True
     if woken:
         for index in sorted(frozenset().union(*woken)):
-            text, found = _apply(_COMPILED[index], text)
+            compiled = _COMPILED[index]
+            if not _matches(compiled, text):
+                shut = shut and compiled.digit_blind
+                continue
+            shut = False
+            text, found = _apply(compiled, text)
             total += found
     if "@" in text:
+        shut = False
         text, found = _apply(_EMAIL_RULE, text)
         total += found
     # Without a run of 16 word characters or `-`, a run of 32 needs a `/` or a `+`
     # (placeholders never lengthen a run).
     if (unbroken or "/" in text or "+" in text) and _LONG_RUN(text) is not None:
+        shut = False
         text, found = _apply(_ENTROPY_RULE, text)
         total += found
-    return text, total
+    return text, total, shut
+
+
+# Every gate of `_redact` (keywords without a digit, `@`, runs of letters, digits, `_`, `-`,
+# `+`, `/`) and every digit-blind rule sees a line the same whatever its digits are;
+# keywords with a digit are checked apart. So a line left alone for such reasons vouches
+# for every line of its digit shape.
+_DIGITS_ALIKE = bytes.maketrans(b"0123456789", b"0000000000")
+_DIGIT_KEYWORDS = tuple(
+    k
+    for k in sorted({k for k, _ in (*_ANY_LINE_KEYWORDS, *_UNBROKEN_KEYWORDS)})
+    if any(c.isdigit() for c in k)
+)
 
 
 class Redactor:
     """`redact` that remembers the lines it has seen: a repeated line costs one look-up.
 
-    Meant for one job's lines (the memory holds them, secrets included, so it must not
-    outlive the job); at most `max_lines` lines of up to `max_chars` each are kept.
+    It also remembers the digit shapes of lines left alone for reasons blind to digits
+    (see `_redact`): another line of that shape is left as it is after a check of the few keywords that hold a digit. Meant for
+    one job's lines (the memory holds them, secrets included, so it must not outlive the
+    job); at most `max_lines` lines of up to `max_chars` each, and as many shapes, are kept.
     """
 
     def __init__(self, *, max_lines: int = 20_000, max_chars: int = 512) -> None:
         self.max_lines = max_lines
         self.max_chars = max_chars
         self._seen: dict[str, tuple[str, int]] = {}
+        self._shut: set[bytes] = set()
 
     def __call__(self, text: str) -> tuple[str, int]:
         """The same as `redact(text)`."""
         done = self._seen.get(text)
         if done is not None:
             return done
-        done = redact(text)
-        if len(text) <= self.max_chars:
-            if len(self._seen) >= self.max_lines:
-                self._seen.clear()
-            self._seen[text] = done
+        if len(text) > self.max_chars:
+            return redact(text)
+        shape = text.encode().translate(_DIGITS_ALIKE)
+        if shape in self._shut:
+            lowered = text.lower()
+            if not any(k in lowered for k in _DIGIT_KEYWORDS):
+                return text, 0
+        redacted, total, shut = _redact(text)
+        done = redacted, total
+        if len(self._seen) >= self.max_lines:
+            self._seen.clear()
+            self._shut.clear()
+        self._seen[text] = done
+        if shut:
+            self._shut.add(shape)
         return done
