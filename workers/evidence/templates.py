@@ -67,6 +67,10 @@ def fingerprint(template: str) -> str:
 # alphabet, 2-9 inside). Lines of one shape are masked at the same spans, so when the masked
 # text keeps no digit, every line of that shape masks to the same text.
 _SHAPE = bytes.maketrans(b"0123456789", b"0022222222")
+# Only a pod suffix (after `-` that follows a letter or digit) tells 0 and 1 from 2-9;
+# a line without such a `-` has a coarser shape, every digit alike.
+_SHAPE_ALIKE = bytes.maketrans(b"0123456789", b"0000000000")
+_POD_DASH = re.compile(r"[a-z0-9]-").search
 
 
 def mask(text: str) -> str:
@@ -256,7 +260,7 @@ class TemplateMiner:
         Most lines differ from an earlier one only in their digits (`blk_-160…` vs
         `blk_-742…`); those cost one translation and one look-up instead of the regexes.
         """
-        shape = message.encode().translate(_SHAPE)
+        shape = message.encode().translate(_SHAPE if _POD_DASH(message) else _SHAPE_ALIKE)
         masked = self._by_shape.get(shape)
         if masked is not None:
             return masked
