@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.support.secrets_corpus import JWT, KEEP, ORDINARY, PEM, SECRETS
-from workers.evidence.redact import Redactor, redact
+from workers.evidence.redact import (
+    Redactor,
+    looks_like_standalone_secret,
+    plainly_no_standalone_secret,
+    redact,
+)
 from workers.evidence.templates import mask
 
 
@@ -181,3 +186,18 @@ def test_a_redactor_answers_as_redact_does() -> None:
     lines = [line for line, _, _ in SECRETS[:5]] + ORDINARY[:5]
     redactor = Redactor(max_lines=3)  # small: the memory is emptied and refilled
     assert [redactor(line) for line in lines * 2] == [redact(line) for line in lines * 2]
+
+
+def test_a_line_of_a_known_shape_is_still_checked_for_keywords_with_a_digit() -> None:
+    # Same digit shape; `sq1atp-` wakes no rule, `sq0atp-` is a Square token.
+    token = "a" * 22
+    redactor = Redactor()
+    assert redactor(f"using sq1atp-{token} now") == (f"using sq1atp-{token} now", 0)
+    assert redactor(f"using sq0atp-{token} now") == ("using <redacted:api_key> now", 1)
+
+
+@pytest.mark.parametrize("line", [line for line, _, _ in SECRETS] + ORDINARY)
+def test_plainly_no_secret_implies_no_standalone_secret(line: str) -> None:
+    for word in line.split():
+        if plainly_no_standalone_secret(word):
+            assert not looks_like_standalone_secret(word)

@@ -130,6 +130,25 @@ def is_email(match: re.Match[str]) -> bool:
     return not (rest[:1] == ":" and rest[1:2] not in ("", " "))
 
 
+def plainly_no_standalone_secret(value: str) -> bool:
+    """Tests that make `looks_like_standalone_secret` false and see no digit's value.
+
+    An absolute or slash-ended path, an identifier of short parts, fewer than three kinds
+    of character: true here means false there, for this value and for any other with
+    digits in the same places (`Redactor` relies on that).
+    """
+    if "/" in value and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return True
+    if max(len(part) for part in _SEPARATORS.split(value)) < 20:
+        return True
+    classes = (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+    )
+    return classes < 3
+
+
 _CHECKS: dict[str, Callable[[str], bool]] = {"random": looks_random}
 
 _EMAIL = Rule(
@@ -246,8 +265,8 @@ def redact(text: str) -> tuple[str, int]:
 def _redact(text: str) -> tuple[str, int, bool]:
     """`redact`, and whether the line is left alone for reasons blind to its digits.
 
-    That is: every rule its keywords woke found nothing and treats all digits alike, and
-    neither the e-mail nor the high-entropy rule had a candidate.
+    That is: every rule its keywords woke found nothing and treats all digits alike, the
+    e-mail rule had no candidate, and the high-entropy rule none but plain non-secrets.
     """
     lowered = text.lower()
     total = 0
@@ -272,9 +291,11 @@ def _redact(text: str) -> tuple[str, int, bool]:
     # Without a run of 16 word characters or `-`, a run of 32 needs a `/` or a `+`
     # (placeholders never lengthen a run).
     if (unbroken or "/" in text or "+" in text) and _LONG_RUN(text) is not None:
-        shut = False
-        text, found = _apply(_ENTROPY_RULE, text)
-        total += found
+        candidates = _ENTROPY_RULE.regex.finditer(text)
+        if not all(plainly_no_standalone_secret(m.group(0)) for m in candidates):
+            shut = False
+            text, found = _apply(_ENTROPY_RULE, text)
+            total += found
     return text, total, shut
 
 
@@ -294,9 +315,10 @@ class Redactor:
     """`redact` that remembers the lines it has seen: a repeated line costs one look-up.
 
     It also remembers the digit shapes of lines left alone for reasons blind to digits
-    (see `_redact`): another line of that shape is left as it is after a check of the few keywords that hold a digit. Meant for
-    one job's lines (the memory holds them, secrets included, so it must not outlive the
-    job); at most `max_lines` lines of up to `max_chars` each, and as many shapes, are kept.
+    (see `_redact`): another line of that shape is left as it is after a check of the few
+    keywords that hold a digit. Meant for one job's lines (the memory holds them, secrets
+    included, so it must not outlive the job); at most `max_lines` lines of up to
+    `max_chars` each, and as many shapes, are kept.
     """
 
     def __init__(self, *, max_lines: int = 20_000, max_chars: int = 512) -> None:
