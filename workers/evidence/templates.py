@@ -232,6 +232,7 @@ class TemplateMiner:
         split_min_count: int = 2,
         max_gap: int = 3,
         merge_candidates: int = 50,
+        max_remembered: int = 20_000,
     ) -> None:
         self.similarity = similarity
         self.max_signatures = max_signatures
@@ -241,6 +242,7 @@ class TemplateMiner:
         self.split_min_count = split_min_count
         self.max_gap = max_gap
         self.merge_candidates = merge_candidates
+        self.max_remembered = max_remembered  # entries of each memory of `mask` and `add`
         self._sig_ids: dict[str, int] = {}
         self._by_shape: dict[bytes, str] = {}  # see `mask`
         self._by_text: dict[str, int] = {}  # message -> its signature id, for `add`
@@ -255,7 +257,7 @@ class TemplateMiner:
         self._dirty = False
 
     def mask(self, message: str) -> str:
-        """`mask(message)`, remembered by the message's shape (bounded by `max_signatures`).
+        """`mask(message)`, remembered by the message's shape (up to `max_remembered`).
 
         Most lines differ from an earlier one only in their digits (`blk_-160…` vs
         `blk_-742…`); those cost one translation and one look-up instead of the regexes.
@@ -266,7 +268,7 @@ class TemplateMiner:
             return masked
         masked = mask(message)
         if _HAS_DIGIT(masked) is None:  # a kept digit (`eth0`) is this line's, not its shape's
-            if len(self._by_shape) >= self.max_signatures:
+            if len(self._by_shape) >= self.max_remembered:
                 self._by_shape.clear()
             self._by_shape[shape] = masked
         return masked
@@ -278,7 +280,7 @@ class TemplateMiner:
             sid = self.add_masked(self.mask(message))
             # An overflow id stands for its cluster, which each new message still widens.
             if self._sig_text[sid] is not None:
-                if len(self._by_text) >= self.max_signatures:
+                if len(self._by_text) >= self.max_remembered:
                     self._by_text.clear()
                 self._by_text[message] = sid
             return sid
