@@ -143,6 +143,16 @@ def _align(a: list[str], b: list[str]) -> list[_Segment]:
 
     Returns segments `(gap in a, gap in b, shared token)`; the last one has no shared token.
     """
+    # A shared head is matched token by token whatever follows, so only the rest needs the
+    # quadratic table (templates of one bucket share their first tokens).
+    head = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        head += 1
+    segments: list[_Segment] = [([], [], token) for token in a[:head]]
+    if head:
+        a, b = a[head:], b[head:]
     n, m = len(a), len(b)
     lcs = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
@@ -157,7 +167,6 @@ def _align(a: list[str], b: list[str]) -> list[_Segment]:
                 if down > right:
                     right = down
             row[j] = right
-    segments: list[_Segment] = []
     i = j = 0
     gap_a: list[str] = []
     gap_b: list[str] = []
