@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/normalize.py [--data PATH] [--json] [--sizes 10000,100000,1000000]
 
-Per system: grouping accuracy (GA) and lines/s for our miner (redaction and masking
-included), drain3 0.9.11 with the published per-system settings, and drain3 with one shared
-configuration; then a scaling run of our miner on synthetic lines (time and peak RSS, each
-size in a fresh subprocess). Always writes bench/results/normalize.json; `--docs` also
+Per system: GA, FGA, PA and FTA (the Loghub-2.0 metrics, bench/parsing_metrics.py) and
+lines/s for our miner (redaction and masking included), drain3 0.9.11 with the published
+per-system settings, and drain3 with one shared configuration, side by side in one run;
+averages over all systems, over those no unit test mines and over those it does; then a
+scaling run of our miner on synthetic lines (time and peak RSS, each size in a fresh
+subprocess). Always writes bench/results/normalize.json; `--docs` also
 rewrites its section of docs/benchmarks.md.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import random
 import re
@@ -21,7 +24,6 @@ import string
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.parsing_metrics import (  # noqa: E402  (needs the repo root on sys.path)
+    f1_grouping_accuracy,
+    f1_template_accuracy,
+    grouping_accuracy,
+    parsing_accuracy,
+)
 from bench.report import replace_generated  # noqa: E402
-from workers.evidence.redact import redact  # noqa: E402  (needs the repo root on sys.path)
+from workers.evidence.redact import Redactor  # noqa: E402
 from workers.evidence.templates import TemplateMiner  # noqa: E402
 
 SYSTEMS = (
@@ -101,41 +109,40 @@ DRAIN_SHARED_MAX_CLUSTERS = 1024
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 
 
-def grouping_accuracy(truth: Sequence[str], predicted: Sequence[object]) -> float:
-    """Share of lines whose predicted group equals their ground-truth group exactly.
-
-    The logparser definition (`logparser/utils/evaluator.py`, `get_accuracy`): a predicted
-    group counts when all its lines share one ground-truth id and it holds every line of it.
-    """
-    truth_sizes = Counter(truth)
-    groups: dict[object, list[int]] = defaultdict(list)
-    for i, group in enumerate(predicted):
-        groups[group].append(i)
-    correct = 0
-    for lines in groups.values():
-        ids = {truth[i] for i in lines}
-        if len(ids) == 1 and truth_sizes[truth[lines[0]]] == len(lines):
-            correct += len(lines)
-    return correct / len(truth)
-
-
-def load_system(data: Path, system: str) -> tuple[list[str], list[str]]:
-    """The `Content` column and ground-truth `EventId` of one Loghub-2k system."""
+def load_system(data: Path, system: str) -> tuple[list[str], list[str], list[str]]:
+    """The `Content`, ground-truth `EventId` and `EventTemplate` of one Loghub-2k system."""
     path = data / system / f"{system}_2k.log_structured.csv"
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return [r["Content"] for r in rows], [r["EventId"] for r in rows]
+    return (
+        [r["Content"] for r in rows],
+        [r["EventId"] for r in rows],
+        [r["EventTemplate"] for r in rows],
+    )
 
 
-def run_ours(lines: Sequence[str]) -> tuple[list[int], float]:
+def unit_test_systems() -> list[str]:
+    """The systems whose lines the unit tests mine (tests/data/loghub_small): tuned on."""
+    found = (ROOT / "tests" / "data" / "loghub_small").glob("*_300.csv")
+    return sorted(path.name.removesuffix("_300.csv") for path in found)
+
+
+# One contender's run: group per line, template per line, seconds.
+Run = tuple[list[int], list[str], float]
+
+
+def run_ours(lines: Sequence[str]) -> Run:
     start = time.perf_counter()
     miner = TemplateMiner()
+    redact = Redactor()
     ids = []
     for line in lines:
         text, _ = redact(line)
         ids.append(miner.add(text))
     groups = [miner.resolve(i) for i in ids]
-    return groups, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    texts = [t.text for t in miner.templates]
+    return groups, [texts[g] for g in groups], seconds
 
 
 def _drain3_miner(
@@ -158,11 +165,16 @@ def _drain3_miner(
     return Drain3Miner(config=config)
 
 
-def run_drain3(lines: Sequence[str], make: Callable[[], Any]) -> tuple[list[int], float]:
+_NAMED_MASK = re.compile(r"<:\w+:>")  # drain3's shared masks name what they hide
+
+
+def run_drain3(lines: Sequence[str], make: Callable[[], Any]) -> Run:
     start = time.perf_counter()
     miner = make()
     groups = [miner.add_log_message(line)["cluster_id"] for line in lines]
-    return groups, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    final = {c.cluster_id: _NAMED_MASK.sub("<*>", c.get_template()) for c in miner.drain.clusters}
+    return groups, [final[g] for g in groups], seconds
 
 
 def drain3_per_system(system: str) -> Callable[[], Any]:
@@ -184,41 +196,78 @@ def drain3_shared() -> Any:
     )
 
 
+CONTENDERS = ("ours", "drain3_per_system", "drain3_shared")
+METRICS = ("ga", "fga", "pa", "fta")
+
+
+def score(truth: Sequence[str], templates: Sequence[str], run: Run) -> dict[str, float]:
+    """GA, FGA (on group labels), PA and FTA (on templates) of one run, rounded."""
+    groups, parsed, _ = run
+    return {
+        "ga": round(grouping_accuracy(truth, groups), 4),
+        "fga": round(f1_grouping_accuracy(truth, groups), 4),
+        "pa": round(parsing_accuracy(templates, parsed), 4),
+        "fta": round(f1_template_accuracy(templates, parsed), 4),
+    }
+
+
+def summarize(rows: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Mean of each metric over `rows`; lines/s as all their lines over all their time."""
+    lines = sum(r["lines"] for r in rows)
+    summary: dict[str, Any] = {"system": name, "lines": lines, "systems": len(rows)}
+    for contender in CONTENDERS:
+        for metric in METRICS:
+            key = f"{contender}_{metric}"
+            summary[key] = round(sum(r[key] for r in rows) / len(rows), 4)
+        seconds = sum(r[f"{contender}_seconds"] for r in rows)
+        summary[f"{contender}_lines_per_s"] = round(lines / seconds)
+        summary[f"{contender}_templates"] = sum(r[f"{contender}_templates"] for r in rows)
+    for contender in CONTENDERS[1:]:
+        summary[f"speedup_vs_{contender}"] = round(
+            summary["ours_lines_per_s"] / summary[f"{contender}_lines_per_s"], 2
+        )
+    return summary
+
+
 def accuracy_run(data: Path, repeat: int) -> dict[str, Any]:
-    """GA and throughput per system for ours, drain3 per-system and drain3 shared.
+    """GA, FGA, PA, FTA and throughput per system for ours, drain3 per-system and shared.
 
     Each contender runs `repeat` times, interleaved; the fastest time counts (as `timeit`
-    does), which damps noise from other load on the machine. GA is deterministic.
+    does), which damps noise from other load on the machine. The metrics are deterministic.
+    Averages: over all systems, over those no unit test mines, and over those it does.
     """
     rows: list[dict[str, Any]] = []
-    totals: defaultdict[str, float] = defaultdict(float)
+    tested = set(unit_test_systems())
     for system in SYSTEMS:
-        lines, truth = load_system(data, system)
-        row: dict[str, Any] = {"system": system, "lines": len(lines)}
-        contenders: dict[str, Callable[[], tuple[list[int], float]]] = {
+        lines, truth, templates = load_system(data, system)
+        row: dict[str, Any] = {"system": system, "lines": len(lines), "unit_test": system in tested}
+        contenders: dict[str, Callable[[], Run]] = {
             "ours": lambda: run_ours(lines),  # noqa: B023  (called within this iteration)
             "drain3_per_system": lambda: run_drain3(lines, drain3_per_system(system)),  # noqa: B023
             "drain3_shared": lambda: run_drain3(lines, drain3_shared),  # noqa: B023
         }
-        runs: dict[str, tuple[list[int], float]] = {}
+        runs: dict[str, Run] = {}
         for _ in range(repeat):
             for name, contender in contenders.items():
-                groups, seconds = contender()
+                run = contender()
                 best = runs.get(name)
-                runs[name] = (groups, seconds if best is None else min(best[1], seconds))
-        for name, (groups, seconds) in runs.items():
-            row[f"{name}_ga"] = round(grouping_accuracy(truth, groups), 4)
-            row[f"{name}_lines_per_s"] = round(len(lines) / seconds)
-            row[f"{name}_templates"] = len(set(groups))
-            totals[f"{name}_s"] += seconds
-        totals["lines"] += len(lines)
+                runs[name] = run if best is None or run[2] < best[2] else best
+        for name, run in runs.items():
+            for metric, value in score(truth, templates, run).items():
+                row[f"{name}_{metric}"] = value
+            row[f"{name}_lines_per_s"] = round(len(lines) / run[2])
+            row[f"{name}_templates"] = len(set(run[0]))
+            row[f"{name}_seconds"] = round(run[2], 6)
         rows.append(row)
-    summary: dict[str, Any] = {"system": "Average", "lines": int(totals["lines"])}
-    for name in ("ours", "drain3_per_system", "drain3_shared"):
-        summary[f"{name}_ga"] = round(sum(r[f"{name}_ga"] for r in rows) / len(rows), 4)
-        summary[f"{name}_lines_per_s"] = round(totals["lines"] / totals[f"{name}_s"])
-        summary[f"{name}_templates"] = sum(r[f"{name}_templates"] for r in rows)
-    return {"systems": rows, "average": summary}
+    held_out = [r for r in rows if not r["unit_test"]]
+    return {
+        "systems": rows,
+        "average": summarize(rows, "Average"),
+        "average_held_out": summarize(held_out, "Average, not in unit tests"),
+        "average_unit_test": summarize(
+            [r for r in rows if r["unit_test"]], "Average, unit-test systems"
+        ),
+    }
 
 
 def synthetic_lines(data: Path, count: int, seed: int = 7) -> Iterator[str]:
@@ -249,6 +298,7 @@ def scale_worker(data: Path, count: int) -> dict[str, Any]:
     lines = synthetic_lines(data, count)
     baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     miner = TemplateMiner()
+    redact = Redactor()
     seconds = 0.0
     done = 0
     while done < count:
@@ -290,21 +340,37 @@ def scaling_run(data: Path, sizes: Sequence[int]) -> list[dict[str, Any]]:
     return results
 
 
+SHORT = {"ours": "ours", "drain3_per_system": "drain3 tuned", "drain3_shared": "drain3 shared"}
+AVERAGES = ("average", "average_held_out", "average_unit_test")
+
+
 def format_tables(result: dict[str, Any]) -> str:
     """The results as Markdown tables."""
-    out = [
-        "| System | GA ours | GA drain3 per-system | GA drain3 shared "
-        "| lines/s ours | lines/s drain3 per-system | lines/s drain3 shared |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
     accuracy = result["accuracy"]
-    for row in [*accuracy["systems"], accuracy["average"]]:
-        name = f"**{row['system']}**" if row["system"] == "Average" else row["system"]
-        out.append(
-            f"| {name} | {row['ours_ga']:.3f} | {row['drain3_per_system_ga']:.3f} "
-            f"| {row['drain3_shared_ga']:.3f} | {row['ours_lines_per_s']:,} "
-            f"| {row['drain3_per_system_lines_per_s']:,} | {row['drain3_shared_lines_per_s']:,} |"
-        )
+    rows = [*accuracy["systems"], *(accuracy[key] for key in AVERAGES if key in accuracy)]
+
+    def name(row: dict[str, Any]) -> str:
+        if "systems" not in row:
+            return f"{row['system']} (unit tests)" if row.get("unit_test") else row["system"]
+        return f"**{row['system']}** ({row['systems']})"
+
+    out: list[str] = []
+    for metrics in (("ga", "fga"), ("pa", "fta")):
+        heads = [f"{m.upper()} {SHORT[c]}" for m in metrics for c in CONTENDERS]
+        out += [
+            "| System | " + " | ".join(heads) + " |",
+            "|---|" + "---:|" * len(heads),
+        ]
+        for row in rows:
+            cells = [f"{row[f'{c}_{m}']:.3f}" for m in metrics for c in CONTENDERS]
+            out.append(f"| {name(row)} | " + " | ".join(cells) + " |")
+        out.append("")
+    heads = [f"lines/s {SHORT[c]}" for c in CONTENDERS] + ["ours ÷ drain3 tuned"]
+    out += ["| System | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for row in rows:
+        ratio = row["ours_lines_per_s"] / row["drain3_per_system_lines_per_s"]
+        cells = [f"{row[f'{c}_lines_per_s']:,}" for c in CONTENDERS] + [f"{ratio:.2f}"]
+        out.append(f"| {name(row)} | " + " | ".join(cells) + " |")
     if result.get("scaling"):
         out += [
             "",
@@ -334,14 +400,36 @@ def weak_systems(result: dict[str, Any], below: float = 0.9) -> str:
     return f"Systems where ours scores below {below}: {named}."
 
 
+def headline(result: dict[str, Any]) -> str:
+    """The figures the README quotes, in one sentence."""
+    accuracy = result["accuracy"]
+    every, held = accuracy["average"], accuracy["average_held_out"]
+    return (
+        f"Average GA ours {every['ours_ga']:.3f} vs drain3 tuned "
+        f"{every['drain3_per_system_ga']:.3f} vs drain3 shared {every['drain3_shared_ga']:.3f} "
+        f"(FGA {every['ours_fga']:.3f} / {every['drain3_per_system_fga']:.3f} / "
+        f"{every['drain3_shared_fga']:.3f}, PA {every['ours_pa']:.3f} / "
+        f"{every['drain3_per_system_pa']:.3f} / {every['drain3_shared_pa']:.3f}, FTA "
+        f"{every['ours_fta']:.3f} / {every['drain3_per_system_fta']:.3f} / "
+        f"{every['drain3_shared_fta']:.3f}); on the {held['systems']} systems no unit test "
+        f"mines, GA {held['ours_ga']:.3f} vs {held['drain3_per_system_ga']:.3f}. Throughput "
+        f"{every['ours_lines_per_s']:,} lines/s, "
+        f"{every['speedup_vs_drain3_per_system']:.2f}× drain3 tuned and "
+        f"{every['speedup_vs_drain3_shared']:.2f}× drain3 shared, redaction included."
+    )
+
+
 def doc_block(result: dict[str, Any]) -> str:
     """The generated part of this benchmark's section in docs/benchmarks.md."""
+    load = result["load"]
     return "\n\n".join(
         [
             f"Generated by `.venv/bin/python bench/normalize.py --docs` on "
             f"{time.strftime('%Y-%m-%d')} (Python {result['python']}, {result['machine']}, "
-            f"{result['repeat']} timing runs per contender); raw numbers in "
-            "`bench/results/normalize.json`.",
+            f"{result['repeat']} timing runs per contender; 1-minute load average "
+            f"{load['before']:.2f} before and {load['after']:.2f} after the run on "
+            f"{load['cpus']} CPUs); raw numbers in `bench/results/normalize.json`.",
+            headline(result),
             format_tables(result),
             weak_systems(result),
         ]
@@ -370,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     import drain3  # noqa: F401  (fail early if the bench group is missing)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    # Other processes share the machine: the load beside the figures says how much.
+    before = os.getloadavg()[0]
     result: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -378,13 +468,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         "accuracy": accuracy_run(args.data, args.repeat),
         "scaling": scaling_run(args.data, sizes),
     }
+    result["load"] = {"before": before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "normalize.json").write_text(json.dumps(result, indent=2) + "\n")
     tables = format_tables(result)
     if args.docs:
         replace_generated(DOC_BLOCK, doc_block(result))
-    print(json.dumps(result) if args.json else tables)
+    print(json.dumps(result) if args.json else f"{headline(result)}\n\n{tables}")
 
 
 if __name__ == "__main__":

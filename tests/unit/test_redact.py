@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.support.secrets_corpus import JWT, KEEP, ORDINARY, PEM, SECRETS
-from workers.evidence.redact import redact
+from workers.evidence.redact import (
+    Redactor,
+    looks_like_standalone_secret,
+    plainly_no_standalone_secret,
+    redact,
+)
 from workers.evidence.templates import mask
 
 
@@ -139,3 +144,60 @@ def test_look_alike_is_not_redacted(line: str) -> None:
 )
 def test_a_literal_or_empty_value_is_no_secret(line: str) -> None:
     assert redact(line) == (line, 0)
+
+
+UUID = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"cache miss key=Library/Containers/{UUID}/Data",
+        f"cache_key=/var/folders/{UUID.lower()}/T evicted",
+        f"object key=tenant-{UUID} stored",
+        f"open Caches/{UUID}Cache/Ab failed",
+        f"open Data/{UUID}_1/Snapshots/Ab12Cd34 failed",
+    ],
+    ids=["key_path", "key_abs_path", "key_prefixed", "glued_segment", "suffixed_segment"],
+)
+def test_a_value_holding_a_uuid_is_judged_by_the_rest(line: str) -> None:
+    # 32 random-looking hex digits are an id when they have a UUID's shape (issue 23).
+    assert redact(line) == (line, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "secret", "kind"),
+    [
+        (f"signing with key=q8Z2xT9vL4mN7pR1sK6w-{UUID}", "q8Z2xT9vL4mN7pR1sK6w", "secret"),
+        (
+            f"calling upstream with Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY/{UUID} as credential",
+            "Zk9wT3hLmQ2vX8rN5pJ7sD1fG4hK6jL0aB3cE9uY",
+            "high_entropy",
+        ),
+    ],
+    ids=["random_key_value", "standalone_token"],
+)
+def test_a_secret_beside_a_uuid_is_still_redacted(line: str, secret: str, kind: str) -> None:
+    text, count = redact(line)
+    assert secret not in text and count == 1 and f"<redacted:{kind}>" in text
+
+
+def test_a_redactor_answers_as_redact_does() -> None:
+    lines = [line for line, _, _ in SECRETS[:5]] + ORDINARY[:5]
+    redactor = Redactor(max_lines=3)  # small: the memory is emptied and refilled
+    assert [redactor(line) for line in lines * 2] == [redact(line) for line in lines * 2]
+
+
+def test_a_line_of_a_known_shape_is_still_checked_for_keywords_with_a_digit() -> None:
+    # Same digit shape; `sq1atp-` wakes no rule, `sq0atp-` is a Square token.
+    token = "a" * 22
+    redactor = Redactor()
+    assert redactor(f"using sq1atp-{token} now") == (f"using sq1atp-{token} now", 0)
+    assert redactor(f"using sq0atp-{token} now") == ("using <redacted:api_key> now", 1)
+
+
+@pytest.mark.parametrize("line", [line for line, _, _ in SECRETS] + ORDINARY)
+def test_plainly_no_secret_implies_no_standalone_secret(line: str) -> None:
+    for word in line.split():
+        if plainly_no_standalone_secret(word):
+            assert not looks_like_standalone_secret(word)

@@ -165,3 +165,33 @@ def test_floor_has_teeth() -> None:
     lines, truth = load("OpenStack")
     degraded = TemplateMiner(split_max_values=0, max_gap=0)
     assert grouping_accuracy(truth, mine(lines, degraded)) < 0.95
+
+
+# Pairs of lines of one shape (the same digit classes at the same places) and lines that
+# differ from it in a way the masks see: a kept digit, or 1 (outside a pod hash's alphabet).
+SHAPE_SEQUENCE = [
+    "pod api-7d9f8c6b5-x2x4k ready",
+    "pod api-7d9f8c6b5-x3x4k ready",
+    "pod api-7d9f8c6b5-x1x4k ready",
+    "eth0 up 10.0.0.1",
+    "eth1 up 10.0.0.2",
+    "eth1 up 10.0.0.2",
+    "took 150ms",
+    "took 250ms",
+]
+
+
+def test_masking_by_shape_equals_mask() -> None:
+    miner = TemplateMiner()
+    assert [miner.mask(line) for line in SHAPE_SEQUENCE] == [mask(s) for s in SHAPE_SEQUENCE]
+    assert miner.mask("eth7 up 10.0.0.9") == "eth7 up <*>"
+
+
+def test_remembered_messages_mine_as_masked_ones() -> None:
+    cached, plain = TemplateMiner(), TemplateMiner()
+    ids = [cached.add(line) for line in SHAPE_SEQUENCE * 2]
+    plain_ids = [plain.add_masked(mask(line)) for line in SHAPE_SEQUENCE * 2]
+    assert ids == plain_ids
+    assert [(t.text, t.count) for t in cached.templates] == [
+        (t.text, t.count) for t in plain.templates
+    ]

@@ -30,10 +30,27 @@ def _entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
+def _judge_without_uuids(value: str, judge: Callable[[str], bool]) -> bool | None:
+    """`judge` on each stretch around the UUIDs in `value`; None when it holds none.
+
+    A UUID is an id whatever else sits beside it (`Containers/<uuid>/Data`, `tenant-<uuid>`),
+    and its 32 hex digits alone score as random: only the rest of the value can be a secret.
+    """
+    if len(value) < 36 or _UUID.search(value) is None:
+        return None
+    # The separators that joined a part to a UUID belong to neither.
+    return any(judge(rest) for part in _UUID.split(value) if (rest := part.strip("/_-")))
+
+
 def looks_random(value: str, *, min_length: int = 12, min_entropy: float = 3.0) -> bool:
     """A generated credential rather than a name, a path or an id with a known shape."""
-    if len(value) < min_length or _UUID.fullmatch(value) or not _TOKEN_CHARS.fullmatch(value):
+    if len(value) < min_length or not _TOKEN_CHARS.fullmatch(value):
         return False
+    rest = _judge_without_uuids(
+        value, lambda part: looks_random(part, min_length=min_length, min_entropy=min_entropy)
+    )
+    if rest is not None:
+        return rest
     digits = sum(c.isdigit() for c in value)
     letters = sum(c.isalpha() for c in value)
     if digits < 2 or letters < 2:
@@ -71,11 +88,14 @@ def looks_like_standalone_secret(value: str, before: str = "") -> bool:
     segment is a word, a number or an id) is judged by what its parts are, and ids are not
     secrets. An identifier made of short parts joined
     by `-` or `_` is a name. What is left must mix upper case, lower case and digits at
-    random, as generated keys do.
+    random, as generated keys do. UUIDs in it are ids: only what is around them is judged.
     """
+    if "/" in value and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return False
+    rest = _judge_without_uuids(value, lambda part: looks_like_standalone_secret(part, before))
+    if rest is not None:
+        return rest
     if "/" in value:
-        if value.startswith("/") or value.endswith("/") or "//" in value:
-            return False
         if any(_PATH_WORD.fullmatch(part) for part in value.split("/")):
             return False
     if max(len(part) for part in _SEPARATORS.split(value)) < 20:
@@ -110,6 +130,25 @@ def is_email(match: re.Match[str]) -> bool:
     return not (rest[:1] == ":" and rest[1:2] not in ("", " "))
 
 
+def plainly_no_standalone_secret(value: str) -> bool:
+    """Tests that make `looks_like_standalone_secret` false and see no digit's value.
+
+    An absolute or slash-ended path, an identifier of short parts, fewer than three kinds
+    of character: true here means false there, for this value and for any other with
+    digits in the same places (`Redactor` relies on that).
+    """
+    if "/" in value and (value.startswith("/") or value.endswith("/") or "//" in value):
+        return True
+    if max(len(part) for part in _SEPARATORS.split(value)) < 20:
+        return True
+    classes = (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+    )
+    return classes < 3
+
+
 _CHECKS: dict[str, Callable[[str], bool]] = {"random": looks_random}
 
 _EMAIL = Rule(
@@ -135,6 +174,16 @@ class _Compiled:
     regex: re.Pattern[str]
     secret_groups: tuple[str, ...]
     keep: Callable[[re.Match[str]], bool] | None
+    digit_blind: bool  # whether it matches is the same for any digits (see `Redactor`)
+
+
+# What may hold a digit in a pattern that treats every digit alike: `\d`, the range 0-9,
+# a repeat count, a group's name. Any other digit (`ya29`, `[2-9]`) tells digits apart.
+_ALIKE_DIGITS = re.compile(r"\\d|0-9|\{\d+(?:,\d*)?\}|\(\?P<\w+>|\(\?P=\w+\)")
+
+
+def _digit_blind(pattern: str) -> bool:
+    return not any(c.isdigit() for c in _ALIKE_DIGITS.sub("", pattern))
 
 
 def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) -> _Compiled:
@@ -149,7 +198,7 @@ def _compile(rule: Rule, keep: Callable[[re.Match[str]], bool] | None = None) ->
             return not check(value)
 
         keep = keep_unless_checked
-    return _Compiled(rule, regex, groups, keep)
+    return _Compiled(rule, regex, groups, keep, _digit_blind(rule.pattern))
 
 
 _COMPILED = tuple(_compile(rule) for rule in RULES)
@@ -175,7 +224,19 @@ _ENTROPY_RULE = _compile(
 )
 
 
+def _matches(compiled: _Compiled, text: str) -> bool:
+    """Whether the rule finds a candidate at all (judged or not)."""
+    return compiled.regex.search(text) is not None
+
+
 def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
+    keep = compiled.keep
+    if keep is None:
+        if compiled.regex.search(text) is None:
+            return text, 0
+    elif all(keep(match) for match in compiled.regex.finditer(text)):
+        # Judged rules mostly find look-alikes (paths, ids, node names): no rewrite then.
+        return text, 0
     count = 0
     placeholder = f"<redacted:{compiled.rule.kind}>"
 
@@ -197,19 +258,93 @@ def _apply(compiled: _Compiled, text: str) -> tuple[str, int]:
 
 def redact(text: str) -> tuple[str, int]:
     """Replace secrets and e-mail addresses in `text`; return the text and the count."""
+    text, total, _ = _redact(text)
+    return text, total
+
+
+def _redact(text: str) -> tuple[str, int, bool]:
+    """`redact`, and whether the line is left alone for reasons blind to its digits.
+
+    That is: every rule its keywords woke found nothing and treats all digits alike, the
+    e-mail rule had no candidate, and the high-entropy rule none but plain non-secrets.
+    """
     lowered = text.lower()
     total = 0
     woken = [rules for k, rules in _ANY_LINE_KEYWORDS if k in lowered]
-    if _UNBROKEN_RUN(text) is not None:
+    unbroken = _UNBROKEN_RUN(text) is not None
+    if unbroken:
         woken += [rules for k, rules in _UNBROKEN_KEYWORDS if k in lowered]
+    shut = True
     if woken:
         for index in sorted(frozenset().union(*woken)):
-            text, found = _apply(_COMPILED[index], text)
+            compiled = _COMPILED[index]
+            if not _matches(compiled, text):
+                shut = shut and compiled.digit_blind
+                continue
+            shut = False
+            text, found = _apply(compiled, text)
             total += found
     if "@" in text:
+        shut = False
         text, found = _apply(_EMAIL_RULE, text)
         total += found
-    if _LONG_RUN(text) is not None:
-        text, found = _apply(_ENTROPY_RULE, text)
-        total += found
-    return text, total
+    # Without a run of 16 word characters or `-`, a run of 32 needs a `/` or a `+`
+    # (placeholders never lengthen a run).
+    if (unbroken or "/" in text or "+" in text) and _LONG_RUN(text) is not None:
+        candidates = _ENTROPY_RULE.regex.finditer(text)
+        if not all(plainly_no_standalone_secret(m.group(0)) for m in candidates):
+            shut = False
+            text, found = _apply(_ENTROPY_RULE, text)
+            total += found
+    return text, total, shut
+
+
+# Every gate of `_redact` (keywords without a digit, `@`, runs of letters, digits, `_`, `-`,
+# `+`, `/`) and every digit-blind rule sees a line the same whatever its digits are;
+# keywords with a digit are checked apart. So a line left alone for such reasons vouches
+# for every line of its digit shape.
+_DIGITS_ALIKE = bytes.maketrans(b"0123456789", b"0000000000")
+_DIGIT_KEYWORDS = tuple(
+    k
+    for k in sorted({k for k, _ in (*_ANY_LINE_KEYWORDS, *_UNBROKEN_KEYWORDS)})
+    if any(c.isdigit() for c in k)
+)
+
+
+class Redactor:
+    """`redact` that remembers the lines it has seen: a repeated line costs one look-up.
+
+    It also remembers the digit shapes of lines left alone for reasons blind to digits
+    (see `_redact`): another line of that shape is left as it is after a check of the few
+    keywords that hold a digit. Meant for one job's lines (the memory holds them, secrets
+    included, so it must not outlive the job); at most `max_lines` lines of up to
+    `max_chars` each, and as many shapes, are kept.
+    """
+
+    def __init__(self, *, max_lines: int = 20_000, max_chars: int = 512) -> None:
+        self.max_lines = max_lines
+        self.max_chars = max_chars
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._shut: set[bytes] = set()
+
+    def __call__(self, text: str) -> tuple[str, int]:
+        """The same as `redact(text)`."""
+        done = self._seen.get(text)
+        if done is not None:
+            return done
+        if len(text) > self.max_chars:
+            return redact(text)
+        shape = text.encode().translate(_DIGITS_ALIKE)
+        if shape in self._shut:
+            lowered = text.lower()
+            if not any(k in lowered for k in _DIGIT_KEYWORDS):
+                return text, 0
+        redacted, total, shut = _redact(text)
+        done = redacted, total
+        if len(self._seen) >= self.max_lines:
+            self._seen.clear()
+            self._shut.clear()
+        self._seen[text] = done
+        if shut:
+            self._shut.add(shape)
+        return done

@@ -62,6 +62,17 @@ def fingerprint(template: str) -> str:
     return hashlib.sha1(constants.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
+# A line's shape: its UTF-8 bytes with each ASCII digit replaced by a stand-in of the same
+# classes in every mask pattern (`\d`, `\w`, hex; 0 and 1 are outside the pod-hash
+# alphabet, 2-9 inside). Lines of one shape are masked at the same spans, so when the masked
+# text keeps no digit, every line of that shape masks to the same text.
+_SHAPE = bytes.maketrans(b"0123456789", b"0022222222")
+# Only a pod suffix (after `-` that follows a letter or digit) tells 0 and 1 from 2-9;
+# a line without such a `-` has a coarser shape, every digit alike.
+_SHAPE_ALIKE = bytes.maketrans(b"0123456789", b"0000000000")
+_POD_DASH = re.compile(r"[a-z0-9]-").search
+
+
 def mask(text: str) -> str:
     """Replace variable parts of a message (numbers, ids, addresses, times, ...) by `<*>`."""
     if _HAS_DIGIT(text) is None:
@@ -132,14 +143,30 @@ def _align(a: list[str], b: list[str]) -> list[_Segment]:
 
     Returns segments `(gap in a, gap in b, shared token)`; the last one has no shared token.
     """
+    # A shared head is matched token by token whatever follows, so only the rest needs the
+    # quadratic table (templates of one bucket share their first tokens).
+    head = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        head += 1
+    segments: list[_Segment] = [([], [], token) for token in a[:head]]
+    if head:
+        a, b = a[head:], b[head:]
     n, m = len(a), len(b)
     lcs = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
         row, below = lcs[i], lcs[i + 1]
         ai = a[i]
+        right = 0  # row[j + 1]; `max` as a call costs more than this whole cell
         for j in range(m - 1, -1, -1):
-            row[j] = below[j + 1] + 1 if ai == b[j] else max(below[j], row[j + 1])
-    segments: list[_Segment] = []
+            if ai == b[j]:
+                right = below[j + 1] + 1
+            else:
+                down = below[j]
+                if down > right:
+                    right = down
+            row[j] = right
     i = j = 0
     gap_a: list[str] = []
     gap_b: list[str] = []
@@ -214,6 +241,7 @@ class TemplateMiner:
         split_min_count: int = 2,
         max_gap: int = 3,
         merge_candidates: int = 50,
+        max_remembered: int = 20_000,
     ) -> None:
         self.similarity = similarity
         self.max_signatures = max_signatures
@@ -223,7 +251,10 @@ class TemplateMiner:
         self.split_min_count = split_min_count
         self.max_gap = max_gap
         self.merge_candidates = merge_candidates
+        self.max_remembered = max_remembered  # entries of each memory of `mask` and `add`
         self._sig_ids: dict[str, int] = {}
+        self._by_shape: dict[bytes, str] = {}  # see `mask`
+        self._by_text: dict[str, int] = {}  # message -> its signature id, for `add`
         self._sig_text: list[str | None] = []  # None: overflow signature of a cluster
         self._sig_count: list[int] = []
         self._sig_cluster: list[int] = []
@@ -234,9 +265,37 @@ class TemplateMiner:
         self._templates: list[Template] = []
         self._dirty = False
 
+    def mask(self, message: str) -> str:
+        """`mask(message)`, remembered by the message's shape (up to `max_remembered`).
+
+        Most lines differ from an earlier one only in their digits (`blk_-160…` vs
+        `blk_-742…`); those cost one translation and one look-up instead of the regexes.
+        """
+        shape = message.encode().translate(_SHAPE if _POD_DASH(message) else _SHAPE_ALIKE)
+        masked = self._by_shape.get(shape)
+        if masked is not None:
+            return masked
+        masked = mask(message)
+        if _HAS_DIGIT(masked) is None:  # a kept digit (`eth0`) is this line's, not its shape's
+            if len(self._by_shape) >= self.max_remembered:
+                self._by_shape.clear()
+            self._by_shape[shape] = masked
+        return masked
+
     def add(self, message: str) -> int:
         """Mask and mine one message; return its id (see `resolve`)."""
-        return self.add_masked(mask(message))
+        sid = self._by_text.get(message)
+        if sid is None:
+            sid = self.add_masked(self.mask(message))
+            # An overflow id stands for its cluster, which each new message still widens.
+            if self._sig_text[sid] is not None:
+                if len(self._by_text) >= self.max_remembered:
+                    self._by_text.clear()
+                self._by_text[message] = sid
+            return sid
+        self._sig_count[sid] += 1
+        self._dirty = True
+        return sid
 
     def add_masked(self, masked: str) -> int:
         """Mine one already-masked message; return its id (see `resolve`)."""
@@ -396,6 +455,7 @@ class TemplateMiner:
             return x
 
         constants = [frozenset(t for t in tokens if WILDCARD not in t) for tokens, _ in parts]
+        sizes = [len(c) for c in constants]
         index: dict[tuple[str, int], list[int]] = {}
         for pid, (tokens, _) in enumerate(parts):
             first = WILDCARD if not tokens or WILDCARD in tokens[0] else tokens[0]
@@ -413,14 +473,19 @@ class TemplateMiner:
                 continue
             first = WILDCARD if WILDCARD in tokens[0] else tokens[0]
             firsts = {first, WILDCARD}
+            mine, size = constants[pid], sizes[pid]
             for length in range(len(tokens) - self.max_gap, len(tokens) + self.max_gap + 1):
                 for f in firsts:
                     for other in index.get((f, length), ()):
-                        if other == pid or find(other) == find(pid):
+                        # Cheap necessary-ish tests before the quadratic alignment: half the
+                        # constants of the larger side must be shared (so twice the smaller
+                        # side's count must reach the larger's).
+                        theirs = sizes[other]
+                        if 2 * size < theirs or 2 * theirs < size or other == pid:
                             continue
-                        # Cheap necessary-ish test before the quadratic alignment.
-                        common = len(constants[pid] & constants[other])
-                        if 2 * common < max(len(constants[pid]), len(constants[other])):
+                        if 2 * len(mine & constants[other]) < max(size, theirs):
+                            continue
+                        if find(other) == find(pid):
                             continue
                         if _gaps_are_variable(tokens, parts[other][0], self.max_gap):
                             ra, rb = find(pid), find(other)

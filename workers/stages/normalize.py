@@ -14,7 +14,7 @@ announced again (see `_identities`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shared.schemas import (
@@ -30,7 +30,7 @@ from shared.schemas import (
 from shared.schemas.findings import Coverage, PreviousWindow, Searched
 from workers.evidence.findings import MAX_CAUSES, Template, compute_findings, utc
 from workers.evidence.ranking import TemplateStats, Window, rank, severity
-from workers.evidence.redact import redact
+from workers.evidence.redact import Redactor, redact
 from workers.evidence.scorer import Series, Span, find_incident, own_onset, score_causes
 from workers.evidence.templates import TemplateMiner, fingerprint, mask
 from workers.evidence.traces import innermost_cause
@@ -113,7 +113,7 @@ def window_info(request: AnalysisRequest, query: QueryCounts) -> WindowInfo:
     return WindowInfo(start, end, query.query, scanned, previous, coverage)
 
 
-def mined_text(entry: Entry, text: str) -> str:
+def mined_text(entry: Entry, text: str, masker: Callable[[str], str] = mask) -> str:
     """What the miner sees: the masked first line, then the fields kept as they are.
 
     A first line longer than MAX_MINED_CHARS is cut, and the cut marked with a token of its
@@ -121,7 +121,7 @@ def mined_text(entry: Entry, text: str) -> str:
     words differ, so the template keeps saying it was cut.
     """
     first = text.split("\n", 1)[0]
-    head = mask(first[:MAX_MINED_CHARS])
+    head = masker(first[:MAX_MINED_CHARS])
     if len(first) > MAX_MINED_CHARS:
         head = f"{head} {CUT_MARK}"
     return f"{head} {entry.keep}" if entry.keep else head
@@ -130,12 +130,12 @@ def mined_text(entry: Entry, text: str) -> str:
 def _mined(miner: TemplateMiner, entry: Entry, text: str) -> tuple[int, int | None]:
     """Mine an entry by its innermost cause (else its first line); the signature, and the
     signature of its head when it was mined by a cause."""
-    head = mined_text(entry, text)
+    head = mined_text(entry, text, miner.mask)
     cause = innermost_cause(text)
     if cause is None:
         return miner.add_masked(head), None
     # The head is mined as before, so its template (and fingerprint) is what it was.
-    return miner.add_masked(mined_text(entry, cause)), miner.add_masked(head)
+    return miner.add_masked(mined_text(entry, cause, miner.mask)), miner.add_masked(head)
 
 
 def _identities(miner: TemplateMiner, tids: list[int], accs: dict[int, _Acc]) -> list[str]:
@@ -201,6 +201,7 @@ def normalize(
     span = max(window.end_ns - window.start_ns, 1)
     bin_ns = span // TIME_BINS + 1
     miner = TemplateMiner()
+    redact_line = Redactor()  # remembers this job's lines and their shapes
     signatures: dict[int, _Acc] = {}
     pods: Counter[str] = Counter()  # error-or-warning entries per pod (read, not weighted)
     containers: Counter[str] = Counter()
@@ -209,7 +210,7 @@ def normalize(
     for entry in entries:
         text = entry.message
         if not lines_redacted or entry.raw or "\n" in text:
-            text, found = redact(text)
+            text, found = redact_line(text)
             redactions += found
         total += 1
         sid, head = _mined(miner, entry, text)
@@ -248,7 +249,7 @@ def normalize(
     for entry in previous or ():
         text = entry.message
         if not lines_redacted or entry.raw or "\n" in text:
-            text = redact(text)[0]
+            text = redact_line(text)[0]
         sid = _mined(miner, entry, text)[0]
         at = min(max((entry.ts_ns - previous_start) // bin_ns, 0), TIME_BINS - 1)
         bins = before.setdefault(sid, {})
