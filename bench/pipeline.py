@@ -82,7 +82,8 @@ NO_LIMITS = {
     "MAX_ACTIVE_JOBS_PER_KEY": "100000",
     "RATE_LIMIT_PER_MINUTE": "1000000",
 }
-_STAMP = re.compile(r'"text":"(\d+) ')
+# Every stamped token of a frame (the stub's token text is `<time_ns> `; merged ones abut).
+_STAMP_ANY = re.compile(r"(\d{19}) ")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -290,6 +291,7 @@ class Follower:
     status: str = ""
     errors: int = 0
     rejected: int = 0  # connects answered 5xx (and retried)
+    frames: int = 0  # token SSE frames received (fewer than tokens when the API coalesced)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[tuple[int, int]] = field(default_factory=list)  # (stamp, latency) per token
 
@@ -335,11 +337,13 @@ class Follower:
         """Handle one event's data; True once the stream is over."""
         if event == "token":
             now = time.time_ns()
-            match = _STAMP.search(data)
-            if match is None:
+            # A frame the API coalesced for a client behind carries several stamped tokens.
+            stamps = [int(m) for m in _STAMP_ANY.findall(data)]
+            if not stamps:
                 return False
-            stamp = int(match.group(1))
-            self.samples.append((stamp, now - stamp))
+            self.frames += 1
+            self.samples += [(stamp, now - stamp) for stamp in stamps]
+            stamp = stamps[0]
             if not self.first_token_ns:
                 self.first_token_ns, self.first_token_stamp_ns = now, stamp
                 self.first_token_event_ts = float(json.loads(data)["ts"])
@@ -621,6 +625,7 @@ async def _relay_shard(
         "samples": [s for f in followers for s in f.samples],
         "ready_ns": max((f.ready_ns for f in followers), default=0),
         "tokens_per_client": [len(f.samples) for f in followers],
+        "token_frames": sum(f.frames for f in followers),
         "failed_clients": len(results) - len(followers) + sum(f.errors > 0 for f in followers),
         "rejected_connects": sum(f.rejected for f in followers),
         "exceptions": sorted({repr(r)[:200] for r in results if isinstance(r, BaseException)}),
@@ -710,6 +715,8 @@ def relay_job(
     return {
         "job_id": job_id,
         "latencies_ms": [lat / 1e6 for _, lat in live],
+        "token_frames": sum(s["token_frames"] for s in shards),
+        "tokens": total,
         "window_s": (t1 - t0) / 1e9,
         "cpu_percent": cpu,
         "dropped_before_ready": total - len(live),
@@ -748,6 +755,7 @@ def run_relay(
     )
     cpu_weighted: dict[str, float] = {}
     windows = 0.0
+    frames = tokens = 0
     with CpuSampler(cpu_probes(services, stack)) as sampler:
         for _ in range(jobs):
             result = relay_job(services, stack, pool, clients, procs, sampler.samples)
@@ -755,17 +763,32 @@ def run_relay(
             for key in counts:
                 counts[key] += result[key]
             windows += result["window_s"]
+            frames += result["token_frames"]
+            tokens += result["tokens"]
             for key, value in result["cpu_percent"].items():
                 cpu_weighted[key] = cpu_weighted.get(key, 0.0) + value * result["window_s"]
+    cpu = {k: v / windows for k, v in cpu_weighted.items()} if windows else {}
+    per_s = len(latencies) / windows if windows else math.nan
     return {
         "clients": clients,
         "client_processes": procs,
         "jobs": jobs,
         "latency_ms": summary(latencies),
-        "frames_per_s": len(latencies) / windows if windows else math.nan,
+        "frames_per_s": per_s,
         **counts,
-        "cpu_percent": {k: v / windows for k, v in cpu_weighted.items()} if windows else {},
+        "cpu_percent": cpu,
+        "api_cpu_s_per_million_frames": api_cpu_per_million(cpu, per_s),
+        "token_frames_per_token": frames / tokens if tokens else math.nan,
+        "loadavg": os.getloadavg(),
     }
+
+
+def api_cpu_per_million(cpu_percent: dict[str, float], frames_per_s: float) -> float:
+    """The API's CPU-seconds per million token frames delivered (a token reaching one client
+    counts as one, merged or not): its CPU share over the streaming window / delivery rate."""
+    if not frames_per_s or "api" not in cpu_percent:
+        return math.nan
+    return cpu_percent["api"] / 100 / frames_per_s * 1e6
 
 
 # --- c. tracing overhead -------------------------------------------------------------------
@@ -910,6 +933,9 @@ def render_relay(r: dict[str, Any]) -> list[str]:
         f"{r['jobs']} job(s), all clients on the same job",
         table(headers, [row]),
         "CPU % while streaming: " + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_percent"].items()),
+        f"API CPU-s per million frames delivered: {r['api_cpu_s_per_million_frames']:.1f}; "
+        f"SSE token frames per token: {r['token_frames_per_token']:.2f}; "
+        "load average after: " + " ".join(f"{x:.2f}" for x in r["loadavg"]),
         "",
     ]
 
