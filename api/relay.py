@@ -41,12 +41,21 @@ def encode(event: Event) -> Frame:
     return Frame(event, sse.encode(), event.seq)
 
 
+# Clients that fall behind together take the same runs: each merged run is built once.
+_MERGED: dict[tuple[str, int, int, int], Frame] = {}
+_MERGED_MAX = 4096
+
+
 def merge_tokens(frames: Sequence[Frame]) -> Frame:
     """One token frame for consecutive token frames: texts concatenated, the id of the last,
     `data.first_seq` the seq of the first (so a client can still check it missed nothing)."""
     if len(frames) == 1:
         return frames[0]
     last = frames[-1].event
+    key = (last.job_id, last.attempt, frames[0].first_seq, last.seq)
+    cached = _MERGED.get(key)
+    if cached is not None:
+        return cached
     text = "".join(str(f.event.data.get("text", "")) for f in frames)
     merged = Event(
         seq=last.seq,
@@ -56,7 +65,11 @@ def merge_tokens(frames: Sequence[Frame]) -> Frame:
         ts=last.ts,
         data={"text": text, "first_seq": frames[0].first_seq},
     )
-    return Frame(merged, encode(merged).sse, frames[0].first_seq)
+    frame = Frame(merged, encode(merged).sse, frames[0].first_seq)
+    if len(_MERGED) >= _MERGED_MAX:
+        _MERGED.clear()
+    _MERGED[key] = frame
+    return frame
 
 
 def coalesce(frames: Iterable[Frame]) -> list[Frame]:
@@ -113,6 +126,10 @@ class Outbox:
             return False
         frames.append(frame)
         return True
+
+    def lag(self, now: float) -> float:
+        """How long the oldest waiting frame has waited (0 when none waits)."""
+        return now - self._since if self._frames else 0.0
 
     def take(self) -> list[Frame]:
         """Everything waiting, oldest first."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -49,7 +50,8 @@ async def job_frames(
     than `poll_s`, which also catches a lost final event. A job whose record is gone (a
     Redis restart without persistence) ends with `error` (`job_lost`) and `done`.
     A client that is behind (more than one live frame waiting) gets its waiting token frames
-    merged (api.relay.coalesce) and is then given `tick_s` to gather the next batch.
+    merged (api.relay.coalesce); one more than `tick_s` behind then waits `tick_s` before its
+    next batch, so a client that cannot keep up costs a write per tick, not per event.
     Raises SlowClientError once the listener overflowed, StreamStoppedError once `stop` is set.
     """
     last = after_seq
@@ -71,6 +73,7 @@ async def job_frames(
                     raise SlowClientError(SLOW_CLIENT, job_id=job_id)
                 if stop is not None and stop.is_set():
                     raise StreamStoppedError(SHUTTING_DOWN)
+                lag = listener.outbox.lag(time.monotonic())
                 live = listener.take()
                 if not live:
                     await listener.wait(poll_s)
@@ -99,11 +102,11 @@ async def job_frames(
                 done = next((i for i, f in enumerate(out) if f.event.type is EventType.DONE), None)
                 if done is not None:
                     out = out[: done + 1]
-                behind = len(live) > 1
-                yield coalesce(out) if behind else out
+                yield coalesce(out) if len(live) > 1 else out
                 if done is not None:
                     return
-                if behind and tick_s > 0:
+                if tick_s > 0 and lag > tick_s:
+                    # More than a tick behind: let the next batch gather a tick's worth.
                     await asyncio.sleep(tick_s)
         finally:
             if watcher is not None:
