@@ -52,7 +52,10 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The services run from the checkout first on PYTHONPATH (default: this one), so one bench can
+# measure another checkout's code: `PYTHONPATH=/work/main .venv/bin/python bench/pipeline.py`.
+CODE = Path(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or ROOT).resolve()
+sys.path.insert(0, str(CODE))
 
 from bench.report import replace_generated  # noqa: E402
 from cli.harness import Harness, Process, free_port  # noqa: E402
@@ -688,6 +691,7 @@ def relay_job(
     clients: int,
     procs: int,
     server_cpu: CpuSamples,
+    hold_ms_per_client: float = 12.0,
 ) -> dict[str, Any]:
     """One job followed by `clients` clients in `procs` processes; Loki held while they connect.
 
@@ -695,7 +699,7 @@ def relay_job(
     figures cover the streaming window (first live token emitted → last one received).
     """
     assert services.loki is not None
-    services.loki.hang_next(0.5 + clients * 0.012)
+    services.loki.hang_next(0.5 + clients * hold_ms_per_client / 1000)
     job_id, _, _ = asyncio.run(_submit_only(stack.api_url))
     gate = max(1, CONNECT_CONCURRENCY // procs)
     futures = [
@@ -746,7 +750,13 @@ def cpu_probes(services: Services, stack: Stack) -> dict[str, Callable[[], float
 
 
 def run_relay(
-    services: Services, stack: Stack, pool: ProcessPoolExecutor, clients: int, procs: int, jobs: int
+    services: Services,
+    stack: Stack,
+    pool: ProcessPoolExecutor,
+    clients: int,
+    procs: int,
+    jobs: int,
+    hold_ms_per_client: float = 12.0,
 ) -> dict[str, Any]:
     log(f"relay: {jobs} jobs x {clients} client(s) in {procs} process(es)")
     latencies: list[float] = []
@@ -758,7 +768,9 @@ def run_relay(
     frames = tokens = 0
     with CpuSampler(cpu_probes(services, stack)) as sampler:
         for _ in range(jobs):
-            result = relay_job(services, stack, pool, clients, procs, sampler.samples)
+            result = relay_job(
+                services, stack, pool, clients, procs, sampler.samples, hold_ms_per_client
+            )
             latencies += result["latencies_ms"]
             for key in counts:
                 counts[key] += result[key]
@@ -985,6 +997,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=200, help="SSE clients in the relay run")
     parser.add_argument("--client-procs", type=int, default=2, help="processes for those clients")
     parser.add_argument("--relay-jobs", type=int, default=3, help="jobs in the many-client run")
+    parser.add_argument(
+        "--hold-ms-per-client",
+        type=float,
+        default=12.0,
+        help="Loki held this long per client so all connect first (tokens before are dropped)",
+    )
     parser.add_argument("--single-jobs", type=int, default=10, help="jobs in the 1-client run")
     parser.add_argument("--batch-jobs", type=int, default=30, help="jobs per tracing batch")
     parser.add_argument("--rounds", type=int, default=2, help="batches per stack (ABBA)")
@@ -1012,7 +1030,13 @@ def run_all(args: argparse.Namespace, services: Services, results: dict[str, Any
     if "relay" not in skip:
         results["relay_1"] = run_relay(services, off, pool, 1, 1, args.single_jobs)
         results["relay_n"] = run_relay(
-            services, off, pool, args.clients, args.client_procs, args.relay_jobs
+            services,
+            off,
+            pool,
+            args.clients,
+            args.client_procs,
+            args.relay_jobs,
+            args.hold_ms_per_client,
         )
     if "tracing" not in skip:
         on = start_stack(services, "tracing-on", tracing=True)
@@ -1027,6 +1051,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/pipeline.py", *sys.argv[1:]]),
+        "code": str(CODE),
         "machine": machine(),
         "settings": {
             "stub": {"first_token_ms": FIRST_TOKEN_MS, "token_ms": TOKEN_MS, "tokens": TOKENS},
@@ -1036,6 +1061,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "logs": str(logs),
     }
+    log(f"services run the code of {CODE}")
     services = Services(Harness(logs))
     status = 0
     try:
