@@ -244,6 +244,9 @@ def start_stack(services: Services, name: str, *, tracing: bool) -> Stack:
     harness = services.harness
     redis_url = harness.start_redis().url()
     overrides = {"LOKI_URL": services.loki.url, "LLAMA_URL": services.llama_url, **NO_LIMITS}
+    # The relay holds the job's first Loki query while its clients connect (1,000 take longer
+    # than the tests' 5 s Loki timeout, after which an unheld retry would start the job early).
+    overrides["LOKI_TIMEOUT_S"] = "120"
     if tracing:
         overrides |= {
             "OTEL_SDK_DISABLED": "false",
