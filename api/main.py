@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from api.auth import KeyRing, check_auth_mode
 from api.deps import AppState
@@ -25,6 +26,7 @@ from api.producer import Producer
 from api.reaper import Rerun, run_reaper
 from api.roles import data_access, metrics_access
 from api.routes import analyze, backfills, docs, health, jobs, metrics, namespaces, ui
+from api.transport import remember_transport
 from shared import __version__, queues, telemetry
 from shared.findings_store import migrate_legacy_findings
 from shared.job_store import AsyncJobStore
@@ -103,7 +105,9 @@ def create_app(
         store = AsyncJobStore(
             client, ttl_s=settings.job_ttl_s, backlog_max=settings.event_backlog_max
         )
-        hub = EventHub(client, buffer=settings.sse_client_buffer)
+        hub = EventHub(
+            client, buffer=settings.sse_client_buffer, max_lag_s=settings.sse_slow_after_s
+        )
         await hub.start()
         rerun: Rerun | None = None
         if enqueue is not None:
@@ -157,7 +161,7 @@ def create_app(
 
     # /docs is served from a package under the page's CSP (api.routes.docs); FastAPI's own
     # pages load Swagger UI and ReDoc from a CDN.
-    app = FastAPI(
+    app = Api(
         title="log-analyzer",
         version=__version__,
         lifespan=lifespan,
@@ -183,6 +187,16 @@ def create_app(
             app, tracer_provider=provider, excluded_urls="health,ready,metrics"
         )
     return app
+
+
+class Api(FastAPI):
+    """The FastAPI app, recording the connection's transport before middleware wraps `send`
+    (api.transport: a stream can then drop a client that stopped reading)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            remember_transport(scope, send)
+        await super().__call__(scope, receive, send)
 
 
 def app_factory() -> FastAPI:

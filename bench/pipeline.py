@@ -52,7 +52,10 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The services run from the checkout first on PYTHONPATH (default: this one), so one bench can
+# measure another checkout's code: `PYTHONPATH=/work/main .venv/bin/python bench/pipeline.py`.
+CODE = Path(os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or ROOT).resolve()
+sys.path.insert(0, str(CODE))
 
 from bench.report import replace_generated  # noqa: E402
 from cli.harness import Harness, Process, free_port  # noqa: E402
@@ -82,7 +85,8 @@ NO_LIMITS = {
     "MAX_ACTIVE_JOBS_PER_KEY": "100000",
     "RATE_LIMIT_PER_MINUTE": "1000000",
 }
-_STAMP = re.compile(r'"text":"(\d+) ')
+# Every stamped token of a frame (the stub's token text is `<time_ns> `; merged ones abut).
+_STAMP_ANY = re.compile(r"(\d{19}) ")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -240,6 +244,9 @@ def start_stack(services: Services, name: str, *, tracing: bool) -> Stack:
     harness = services.harness
     redis_url = harness.start_redis().url()
     overrides = {"LOKI_URL": services.loki.url, "LLAMA_URL": services.llama_url, **NO_LIMITS}
+    # The relay holds the job's first Loki query while its clients connect (1,000 take longer
+    # than the tests' 5 s Loki timeout, after which an unheld retry would start the job early).
+    overrides["LOKI_TIMEOUT_S"] = "120"
     if tracing:
         overrides |= {
             "OTEL_SDK_DISABLED": "false",
@@ -290,6 +297,7 @@ class Follower:
     status: str = ""
     errors: int = 0
     rejected: int = 0  # connects answered 5xx (and retried)
+    frames: int = 0  # token SSE frames received (fewer than tokens when the API coalesced)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[tuple[int, int]] = field(default_factory=list)  # (stamp, latency) per token
 
@@ -335,11 +343,13 @@ class Follower:
         """Handle one event's data; True once the stream is over."""
         if event == "token":
             now = time.time_ns()
-            match = _STAMP.search(data)
-            if match is None:
+            # A frame the API coalesced for a client behind carries several stamped tokens.
+            stamps = [int(m) for m in _STAMP_ANY.findall(data)]
+            if not stamps:
                 return False
-            stamp = int(match.group(1))
-            self.samples.append((stamp, now - stamp))
+            self.frames += 1
+            self.samples += [(stamp, now - stamp) for stamp in stamps]
+            stamp = stamps[0]
             if not self.first_token_ns:
                 self.first_token_ns, self.first_token_stamp_ns = now, stamp
                 self.first_token_event_ts = float(json.loads(data)["ts"])
@@ -621,6 +631,7 @@ async def _relay_shard(
         "samples": [s for f in followers for s in f.samples],
         "ready_ns": max((f.ready_ns for f in followers), default=0),
         "tokens_per_client": [len(f.samples) for f in followers],
+        "token_frames": sum(f.frames for f in followers),
         "failed_clients": len(results) - len(followers) + sum(f.errors > 0 for f in followers),
         "rejected_connects": sum(f.rejected for f in followers),
         "exceptions": sorted({repr(r)[:200] for r in results if isinstance(r, BaseException)}),
@@ -683,6 +694,7 @@ def relay_job(
     clients: int,
     procs: int,
     server_cpu: CpuSamples,
+    hold_ms_per_client: float = 12.0,
 ) -> dict[str, Any]:
     """One job followed by `clients` clients in `procs` processes; Loki held while they connect.
 
@@ -690,7 +702,7 @@ def relay_job(
     figures cover the streaming window (first live token emitted → last one received).
     """
     assert services.loki is not None
-    services.loki.hang_next(0.5 + clients * 0.012)
+    services.loki.hang_next(0.5 + clients * hold_ms_per_client / 1000)
     job_id, _, _ = asyncio.run(_submit_only(stack.api_url))
     gate = max(1, CONNECT_CONCURRENCY // procs)
     futures = [
@@ -710,6 +722,8 @@ def relay_job(
     return {
         "job_id": job_id,
         "latencies_ms": [lat / 1e6 for _, lat in live],
+        "token_frames": sum(s["token_frames"] for s in shards),
+        "tokens": total,
         "window_s": (t1 - t0) / 1e9,
         "cpu_percent": cpu,
         "dropped_before_ready": total - len(live),
@@ -739,7 +753,13 @@ def cpu_probes(services: Services, stack: Stack) -> dict[str, Callable[[], float
 
 
 def run_relay(
-    services: Services, stack: Stack, pool: ProcessPoolExecutor, clients: int, procs: int, jobs: int
+    services: Services,
+    stack: Stack,
+    pool: ProcessPoolExecutor,
+    clients: int,
+    procs: int,
+    jobs: int,
+    hold_ms_per_client: float = 12.0,
 ) -> dict[str, Any]:
     log(f"relay: {jobs} jobs x {clients} client(s) in {procs} process(es)")
     latencies: list[float] = []
@@ -748,24 +768,42 @@ def run_relay(
     )
     cpu_weighted: dict[str, float] = {}
     windows = 0.0
+    frames = tokens = 0
     with CpuSampler(cpu_probes(services, stack)) as sampler:
         for _ in range(jobs):
-            result = relay_job(services, stack, pool, clients, procs, sampler.samples)
+            result = relay_job(
+                services, stack, pool, clients, procs, sampler.samples, hold_ms_per_client
+            )
             latencies += result["latencies_ms"]
             for key in counts:
                 counts[key] += result[key]
             windows += result["window_s"]
+            frames += result["token_frames"]
+            tokens += result["tokens"]
             for key, value in result["cpu_percent"].items():
                 cpu_weighted[key] = cpu_weighted.get(key, 0.0) + value * result["window_s"]
+    cpu = {k: v / windows for k, v in cpu_weighted.items()} if windows else {}
+    per_s = len(latencies) / windows if windows else math.nan
     return {
         "clients": clients,
         "client_processes": procs,
         "jobs": jobs,
         "latency_ms": summary(latencies),
-        "frames_per_s": len(latencies) / windows if windows else math.nan,
+        "frames_per_s": per_s,
         **counts,
-        "cpu_percent": {k: v / windows for k, v in cpu_weighted.items()} if windows else {},
+        "cpu_percent": cpu,
+        "api_cpu_s_per_million_frames": api_cpu_per_million(cpu, per_s),
+        "token_frames_per_token": frames / tokens if tokens else math.nan,
+        "loadavg": os.getloadavg(),
     }
+
+
+def api_cpu_per_million(cpu_percent: dict[str, float], frames_per_s: float) -> float:
+    """The API's CPU-seconds per million token frames delivered (a token reaching one client
+    counts as one, merged or not): its CPU share over the streaming window / delivery rate."""
+    if not frames_per_s or "api" not in cpu_percent:
+        return math.nan
+    return cpu_percent["api"] / 100 / frames_per_s * 1e6
 
 
 # --- c. tracing overhead -------------------------------------------------------------------
@@ -910,6 +948,9 @@ def render_relay(r: dict[str, Any]) -> list[str]:
         f"{r['jobs']} job(s), all clients on the same job",
         table(headers, [row]),
         "CPU % while streaming: " + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu_percent"].items()),
+        f"API CPU-s per million frames delivered: {r['api_cpu_s_per_million_frames']:.1f}; "
+        f"SSE token frames per token: {r['token_frames_per_token']:.2f}; "
+        "load average after: " + " ".join(f"{x:.2f}" for x in r["loadavg"]),
         "",
     ]
 
@@ -959,6 +1000,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=200, help="SSE clients in the relay run")
     parser.add_argument("--client-procs", type=int, default=2, help="processes for those clients")
     parser.add_argument("--relay-jobs", type=int, default=3, help="jobs in the many-client run")
+    parser.add_argument(
+        "--hold-ms-per-client",
+        type=float,
+        default=12.0,
+        help="Loki held this long per client so all connect first (tokens before are dropped)",
+    )
     parser.add_argument("--single-jobs", type=int, default=10, help="jobs in the 1-client run")
     parser.add_argument("--batch-jobs", type=int, default=30, help="jobs per tracing batch")
     parser.add_argument("--rounds", type=int, default=2, help="batches per stack (ABBA)")
@@ -986,7 +1033,13 @@ def run_all(args: argparse.Namespace, services: Services, results: dict[str, Any
     if "relay" not in skip:
         results["relay_1"] = run_relay(services, off, pool, 1, 1, args.single_jobs)
         results["relay_n"] = run_relay(
-            services, off, pool, args.clients, args.client_procs, args.relay_jobs
+            services,
+            off,
+            pool,
+            args.clients,
+            args.client_procs,
+            args.relay_jobs,
+            args.hold_ms_per_client,
         )
     if "tracing" not in skip:
         on = start_stack(services, "tracing-on", tracing=True)
@@ -1001,6 +1054,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/pipeline.py", *sys.argv[1:]]),
+        "code": str(CODE),
         "machine": machine(),
         "settings": {
             "stub": {"first_token_ms": FIRST_TOKEN_MS, "token_ms": TOKEN_MS, "tokens": TOKENS},
@@ -1010,6 +1064,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "logs": str(logs),
     }
+    log(f"services run the code of {CODE}")
     services = Services(Harness(logs))
     status = 0
     try:

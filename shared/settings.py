@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     sse_ping_s: float = 15.0
     sse_client_buffer: int = 1000
     sse_send_timeout_s: float = 30.0
+    sse_slow_after_s: float = Field(default=10.0, gt=0)
+    sse_coalesce_tick_s: float = Field(default=0.05, ge=0)
     enqueue_timeout_s: float = 3.0
     stage_soft_time_limit_s: int = 600
     stage_time_limit_s: int = 660

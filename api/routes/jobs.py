@@ -21,11 +21,12 @@ from api.deps import AppState, StateDep
 from api.errors import ERROR_RESPONSES
 from api.key_watch import KeyWatch
 from api.legacy import adopt_history
-from api.streaming import job_events
+from api.streaming import job_frames
 from api.submit import submit_job
+from api.transport import abort_if_stuck, transport_of
 from api.urls import public_url
 from shared import redis_keys
-from shared.errors import InvalidQueryError, JobNotFoundError, StreamError
+from shared.errors import InvalidQueryError, JobNotFoundError, SlowClientError, StreamError
 from shared.schemas import (
     AnalysisRequest,
     EventType,
@@ -248,6 +249,7 @@ async def stream_job_events(
     job_id: str,
     state: StateDep,
     principal: PrincipalDep,
+    request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     """Server-Sent Events: everything after Last-Event-ID from the backlog, then the live tail;
@@ -260,8 +262,14 @@ async def stream_job_events(
     state.streams.acquire(principal.id, principal.effective_limits(state.settings).max_streams)
     # Set on shutdown (by sse-starlette) or when the key is no longer accepted (by the watch).
     stop = anyio.Event()
+    transport = transport_of(request)
 
-    async def frames() -> AsyncIterator[ServerSentEvent]:
+    def drop_stuck() -> None:
+        # A slow client whose socket no longer takes data cannot be sent a final event.
+        abort_if_stuck(transport)
+
+    async def frames() -> AsyncIterator[ServerSentEvent | bytes]:
+        ended = False
         yield ServerSentEvent(comment="stream open", retry=SSE_RETRY_MS)
         watch = KeyWatch(state.keys, principal, stop)
         try:
@@ -269,23 +277,42 @@ async def stream_job_events(
                 with tracer().start_as_current_span("follow_job", links=links) as span:
                     span.set_attribute("job.id", job_id)
                     span.set_attribute("sse.last_event_id", after)
-                    events = job_events(job_id, after, state.store, state.hub, stop=stop)
-                    async for event in events:
-                        yield ServerSentEvent(
-                            data=event.to_json(), event=event.type.value, id=str(event.seq)
-                        )
+                    batches = job_frames(
+                        job_id,
+                        after,
+                        state.store,
+                        state.hub,
+                        stop=stop,
+                        tick_s=state.settings.sse_coalesce_tick_s,
+                        on_slow=drop_stuck,
+                    )
+                    async for batch in batches:
+                        # Frames are encoded once by the hub; a batch goes out in one write.
+                        yield batch[0].sse if len(batch) == 1 else b"".join(f.sse for f in batch)
+        except SlowClientError as exc:
+            if not abort_if_stuck(transport):
+                yield stream_error(exc.code, exc.message)
+            ended = True
         except StreamError as exc:
             if watch.lost is not None:
                 await audit(state.redis, principal, "stream", "revoked", job_id=job_id)
                 yield stream_error(*watch.lost)
             else:
                 yield stream_error(exc.code, exc.message)
+            ended = True
         except (RedisError, OSError):
             yield stream_error(
                 "stream_interrupted", "the event store is unreachable; reconnect with Last-Event-ID"
             )
+            ended = True
+        else:
+            ended = True
         finally:
             state.streams.release(principal.id)
+            if not ended:
+                # Closed mid-write (send timeout): uvicorn's graceful close would keep the
+                # socket until a client that never reads takes the bytes still buffered.
+                abort_if_stuck(transport)
 
     return EventSourceResponse(
         frames(),

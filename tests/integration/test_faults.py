@@ -20,7 +20,7 @@ from tests.stubs.llama_stub import LlamaStub
 from tests.stubs.loki_stub import LokiStub
 from tests.stubs.server import ThreadedServer
 from tests.support.incident import INCIDENT_START_NS, job_request
-from tests.support.sse import Follower
+from tests.support.sse import Follower, covered_seqs
 from tests.support.stack import ServiceStack, build_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -67,7 +67,7 @@ def fault_stack(
 
 def assert_coherent_stream(follower: Follower, reply: str) -> None:
     """Seqs gap-free; the tokens after the last retry spell the whole answer exactly once."""
-    seqs = [int(e.id) for e in follower.events if e.id]
+    seqs = covered_seqs(follower.events)
     assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in the event stream"
     kinds = follower.kinds()
     assert kinds[-1] == "done"
@@ -148,7 +148,7 @@ def test_kill9_during_an_early_stage_reruns_it_behind_a_fence(
     assert view["status"] == "succeeded", stack.logs()
     assert view["attempt"] == 1
     events = [e for e in follower.events if e.id]
-    seqs = [int(e.id or 0) for e in events]
+    seqs = covered_seqs(events)
     assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in the event stream"
     retries = [e.json for e in events if e.event == "retry"]
     assert [r["data"]["stage"] for r in retries] == [stage]
@@ -266,7 +266,7 @@ def test_redis_restart_mid_job_and_between_jobs(fault_stack: ServiceStack) -> No
         )
         kinds = follower.kinds()
         assert kinds[-1] == "done", (i, kinds[-5:])
-        seqs = [int(e.id) for e in follower.events if e.id]
+        seqs = covered_seqs(follower.events)
         assert seqs == list(range(1, len(seqs) + 1)), f"round {i}: gap or duplicate"
         if view["status"] == "failed":
             assert "error" in kinds, "a failure must be visible in the stream"
@@ -323,7 +323,7 @@ def test_redis_restart_during_call_llm_ends_within_a_minute_at_default_timeouts(
         assert follower.done() and took < RESTART_BOUND_S, (
             f"no terminal event {took:.0f} s after the restart; last events {kinds[-4:]}"
         )
-        seqs = [int(e.id) for e in follower.events if e.id]
+        seqs = covered_seqs(follower.events)
         assert seqs == list(range(1, len(seqs) + 1)), "gap or duplicate in the event stream"
         if lost == "nothing":
             view = stack.job(job_id)

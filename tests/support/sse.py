@@ -10,7 +10,25 @@ import httpx
 
 from cli.client import SseEvent, follow, iter_sse
 
-__all__ = ["Follower", "SseEvent", "collect", "iter_sse"]
+__all__ = ["Follower", "SseEvent", "collect", "covered_seqs", "iter_sse", "token_count"]
+
+
+def covered_seqs(events: list[SseEvent]) -> list[int]:
+    """The event ids a stream delivered, in order: a coalesced token event (one the API merged
+    for a client that was behind) carries `data.first_seq` and stands for first_seq..id."""
+    seqs: list[int] = []
+    for event in events:
+        if event.id is None:
+            continue
+        last = int(event.id)
+        first = event.json["data"].get("first_seq", last) if event.event == "token" else last
+        seqs.extend(range(first, last + 1))
+    return seqs
+
+
+def token_count(events: list[SseEvent]) -> int:
+    """How many of the job's token events the stream carried (merged ones counted apart)."""
+    return len(covered_seqs([e for e in events if e.event == "token"]))
 
 
 def collect(
