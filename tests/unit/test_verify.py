@@ -280,3 +280,14 @@ def test_an_answer_window_outside_the_request_is_not_backed() -> None:
     )
     result = verify("It began at 12:00.", evidence=EVIDENCE, request=request)
     assert [c.supported for c in result.claims] == [False]
+
+
+def test_a_count_written_as_the_findings_write_it_is_a_templates_count() -> None:
+    assert claim("T1 FATAL x1204 first.", "x1204")
+    # 500 is in the evidence, but as a page size: no template was seen 500 times.
+    assert not claim("T2 ERROR x500 first.", "x500")
+
+
+def test_a_short_quote_does_not_pair_with_the_next_one() -> None:
+    answer = 'The "T1" template and "disk quota exceeded" are in it.'
+    assert [c.text for c in check(answer).claims] == ["disk quota exceeded"]
