@@ -31,7 +31,8 @@ unsupported. Claims are found in this order, and a later kind never overlaps an 
   separators are dropped; durations are compared in seconds (`30000ms` is `30 s`); sizes in
   bytes within their family (`MB` is 1000², `MiB` 1024²); a count (`times`, `errors`,
   `lines`, ...) is supported by the same number anywhere in the evidence, counts of the
-  templates and findings included; a percentage by the same percentage.
+  templates and findings included; a percentage by the same percentage. `x42`, as the
+  prompt's findings write a template's count, is backed only by a template's count.
 
 Bare numbers without a unit are not claims (list markers, step numbers). The grounding score
 is supported claims / claims; with no claim it is 1.0: the answer asserts nothing that the
@@ -64,7 +65,7 @@ DEFAULT_THRESHOLD = 0.6
 
 # --- claim patterns, in the order they are looked for ------------------------------------
 
-_QUOTE = re.compile(r'"([^"\n]{3,300})"|“([^”\n]{3,300})”|`([^`\n]{3,300})`')
+_QUOTE = re.compile(r'"([^"\n]{1,300})"|“([^”\n]{1,300})”|`([^`\n]{1,300})`')
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"'`)\]]+", re.I)
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
@@ -140,6 +141,8 @@ _NUMBER = re.compile(
     + r"|[a-z]{3,}s)(?![\w/])",  # any other plural noun counts something too
     re.I,
 )
+# `T2 ERROR x42`: a count written as the prompt's findings write it.
+_TIMES = re.compile(r"(?<![\w.])x(\d{1,3}(?:,\d{3})+|\d+)(?![\w.])")
 # `latency_ms=6640`, `"limit_mib":2048`: a value whose unit is in its field's name.
 _FIELD_UNIT = re.compile(
     r"[a-z]_(ms|s|sec|seconds|mib|mb|gib|gb|kib|kb|bytes)\"?\s?[:=]\s?\"?(\d+(?:\.\d+)?)\b", re.I
@@ -201,6 +204,7 @@ class _Evidence:
     templates: list[re.Pattern[str]]
     instants: list[_Instant]
     numbers: set[float]
+    counts: set[float]  # how often templates were seen, as the evidence and findings say
     seconds: set[float]
     sizes: set[tuple[str, float]]
     percents: set[float]
@@ -328,7 +332,7 @@ def _evidence(
             _from_datetime(request.time_range.start),
             _from_datetime(request.time_range.end),
         ]
-        numbers.update({float(request.limit), float(request.scan_limit)})
+        texts.append(f"{request.limit} {request.scan_limit}")
     joined = "\n".join(texts)
     for pattern in (_TIMESTAMP, _TIME):
         for match in pattern.finditer(joined):
@@ -347,6 +351,7 @@ def _evidence(
             sizes.add((family, round(value * scale, 3)))
         elif unit in ("%", "percent"):
             percents.add(value)
+    counts = set(numbers)
     # Every number standing alone may back a count the answer states with its own noun.
     numbers.update(_value(m[1], m[2]) for m in _ANY_NUMBER.finditer(joined))
     templates = [_template_pattern(item.template) for item in evidence if "<*>" in item.template]
@@ -355,6 +360,7 @@ def _evidence(
         templates=templates,
         instants=instants,
         numbers=numbers,
+        counts=counts,
         seconds=seconds,
         sizes=sizes,
         percents=percents,
@@ -402,6 +408,9 @@ def _supported(kind: ClaimKind, text: str, known: _Evidence) -> bool:
                 return True
         return False
     if kind == "number":
+        times = _TIMES.fullmatch(text.strip())
+        if times is not None:
+            return _value(times[1], None) in known.counts
         match = _NUMBER.fullmatch(text.strip())
         if match is None:
             return False
@@ -448,6 +457,7 @@ def _claims(answer: str) -> list[tuple[ClaimKind, int, int]]:
         ("path", _PATH),
         ("error_code", _ERROR_CODE),
         ("number", _NUMBER),
+        ("number", _TIMES),
         ("time", _TIME),
         ("hostname", _HOSTNAME),
         ("identifier", _IDENTIFIER),
