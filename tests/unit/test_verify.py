@@ -96,6 +96,9 @@ def claim(answer: str, text: str) -> bool:
         ("It began at 2026-11-23T10:20:03Z.", "2026-11-23T10:20:03Z", False),
         ("It began on 11/24/2026.", "11/24/2026", True),
         ("It began on 10/17/2023.", "10/17/2023", False),
+        ("Seen at 24/Nov/2026:10:20:03 +0000 first.", "24/Nov/2026:10:20:03 +0000", True),
+        ("Seen on Nov 24, 2026 first.", "Nov 24, 2026", True),
+        ("Seen on 13/Nov/2026 first.", "13/Nov/2026", False),
         ("Errors from 10:20:08 on.", "10:20:08", True),
         ("Errors from 10:20:08.999 on.", "10:20:08.999", False),
         ("Errors from 09:14 on.", "09:14", False),
@@ -131,6 +134,8 @@ def claim(answer: str, text: str) -> bool:
         ('Postgres said `PANIC: could not write to file "pg_wal/xlog.4127"`.', None, True),
         ('Postgres said `PANIC: could not write to file "pg_wal/other"`.', None, False),
         ('Postgres said "disk quota exceeded".', "disk quota exceeded", False),
+        ('The payload held "region".', "region", True),
+        ('The payload held "conf".', "conf", False),  # only inside longer words (config)
         # Error codes: errno names, HTTP statuses shown as statuses in the evidence.
         ("It failed with ECONNREFUSED.", "ECONNREFUSED", True),
         ("It failed with ENOSPC.", "ENOSPC", False),

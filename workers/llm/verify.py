@@ -7,9 +7,10 @@ unsupported. Claims are found in this order, and a later kind never overlaps an 
 (the digits inside a quoted line are part of the quote, not claims of their own):
 
 - `quote`: text between double quotes, curly quotes or backticks (3 characters or more, not
-  a bare template id). Supported when it occurs in the evidence (case and runs of
-  whitespace ignored), when a whole template matches inside it, or when it is a piece of a
-  template copied with its `<*>`. A quoted line with a value no example shows is unsupported.
+  a bare template id). Supported when it occurs in the evidence, not inside a longer word
+  (case and runs of whitespace ignored), when a whole template matches inside it, or when it
+  is a piece of a template copied with its `<*>`. A quoted line with a value no example
+  shows is unsupported.
 - `url`, `ip` (IPv4, with an optional port), `path` (starting with `/`), `hostname` (dotted
   lower-case names whose last label is not a file extension), `identifier` (UUIDs, hex ids of
   8+ characters, names mixing letters and digits joined by `-` or `_` such as pod names):
@@ -17,11 +18,13 @@ unsupported. Claims are found in this order, and a later kind never overlaps an 
   (host names are case-insensitive, and ids are printed in either case).
 - `redacted`: a redaction marker such as `<redacted:jwt>`. The evidence never holds the
   secret, so the marker is supported when the evidence shows the same marker.
-- `timestamp` (a date, with a time of day or not, ISO 8601 or with a space, any offset or
-  `Z`/`UTC`; no zone is read as UTC, the zone of the evidence) and `time` (a time of day
-  alone). Each has a precision (day, minute, second, fraction). Supported when an instant of
-  the evidence (`first_seen`/`last_seen`, the findings' times, the window, and times written
-  in examples) is the same at the coarser of the two precisions: `14:02` matches
+- `timestamp` (a date, with a time of day or not: ISO 8601 or with a space, `11/24/2026`
+  (month first unless that cannot be), `24/Nov/2026:10:20:03` as access logs write it,
+  `Nov 24 2026`; any offset or `Z`/`UTC`; no zone is read as UTC, the zone of the
+  evidence) and `time` (a time of day alone). Each has a precision (day, minute, second,
+  fraction). Supported when an instant of the evidence (`first_seen`/`last_seen`, the
+  findings' times, the window, and times written in examples) is the same at the coarser of
+  the two precisions: `14:02` matches
   `14:02:11.5`, `14:02:11.123` matches an example written `14:02:11`, `14:03` does not match
   `14:02:59`. A time of day alone is compared with the evidence's times of day.
 - `error_code`: errno names (`ECONNREFUSED`), HTTP status codes after `HTTP`, `status`,
@@ -69,9 +72,18 @@ _QUOTE = re.compile(r'"([^"\n]{1,300})"|“([^”\n]{1,300})”|`([^`\n]{1,300})
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s<>\"'`)\]]+", re.I)
 _DATE = r"\d{4}-\d{2}-\d{2}"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
-_ZONE = r"(?:\s?(?:Z|UTC|GMT)\b|Z|[+-]\d{2}:?\d{2}\b)?"
+_ZONE = r"(?:\s?(?:Z|UTC|GMT)\b|Z|\s?[+-]\d{2}:?\d{2}\b)?"
 _US_DATE = r"\d{1,2}/\d{1,2}/\d{4}"
-_TIMESTAMP = re.compile(rf"\b(?:{_DATE}|{_US_DATE})(?:[T ]{_CLOCK}{_ZONE})?(?![\d:/])")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+# `17/Nov/2026:13:00:01` (access logs), `Nov 18 2026`, `Nov 18, 2026`, `18 Nov 2026`.
+_NAMED_DATE = (
+    rf"\d{{1,2}}/{_MONTH}/\d{{4}}(?=[:\s\]]|$)"
+    rf"|{_MONTH} \d{{1,2}},? \d{{4}}|\d{{1,2}} {_MONTH},? \d{{4}}"
+)
+_TIMESTAMP = re.compile(
+    rf"(?i)\b(?:{_DATE}|{_US_DATE}|{_NAMED_DATE})(?:[T :]{_CLOCK}{_ZONE})?(?![\d/])"
+)
 _TIME = re.compile(rf"(?<![\w:.]){_CLOCK}{_ZONE}(?![\d:])")
 _IP = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.]*\w)")
 _REDACTED = re.compile(r"<redacted:[a-z0-9_-]+>")
@@ -220,6 +232,17 @@ def _value(whole: str, fraction: str | None) -> float:
 
 def _parse_instant(text: str) -> _Instant | None:
     """A timestamp or a time of day as written, converted to UTC when it names a zone."""
+    named = re.match(
+        rf"(?i)(?:(\d{{1,2}})[/ ]({_MONTH})|({_MONTH}) (\d{{1,2}}))[/ ,]+(\d{{4}})", text
+    )
+    if named is not None:
+        month = _MONTHS.index((named[2] or named[3])[:3].lower()) + 1
+        try:
+            day = date(int(named[5]), month, int(named[1] or named[4]))
+        except ValueError:
+            return None
+        rest = text[named.end() :]
+        text = day.isoformat() + ("T" + rest[1:] if rest[:1] in (":", " ", "T") else rest)
     us = re.match(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
     if us is not None:  # month first, as in the US; day first when that cannot be a month
         month, day_of_month = int(us[1]), int(us[2])
@@ -372,6 +395,14 @@ def _template_pattern(template: str) -> re.Pattern[str]:
     return re.compile(".+?".join(parts))
 
 
+def _contains_text(haystack: str, needle: str) -> bool:
+    """`needle` occurs in `haystack`, not as a piece of a longer word (`name` is not found in
+    `namespace`)."""
+    before = r"(?<!\w)" if needle[:1].isalnum() else ""
+    after = r"(?!\w)" if needle[-1:].isalnum() else ""
+    return re.search(before + re.escape(needle) + after, haystack) is not None
+
+
 def _contains_token(haystack: str, needle: str) -> bool:
     """`needle` occurs in `haystack` not glued to more of a word or an id (a code such as
     `500` is not found in `03.500` or `14:500`)."""
@@ -385,7 +416,7 @@ def _contains_token(haystack: str, needle: str) -> bool:
 def _supported(kind: ClaimKind, text: str, known: _Evidence) -> bool:
     if kind == "quote":
         needle = _squash(text)
-        if needle in known.text or any(p.search(needle) for p in known.templates):
+        if _contains_text(known.text, needle) or any(p.search(needle) for p in known.templates):
             return True
         # A template copied with its `<*>`: each wildcard stands for any text of the evidence.
         return "<*>" in needle and _template_pattern(needle).search(known.text) is not None
