@@ -370,6 +370,8 @@ function apply(type, data) {
       setStatus("cancelled");
       return;
     case "done":
+      // A job that ended without a result (failed, cancelled) has no answer to check.
+      if ($("#answer-check").classList.contains("pending")) showCheck({});
       state.ended = true;
       setStatus(data.status || "done");
       loadHistory();
