@@ -213,7 +213,7 @@ class _Instant:
 @dataclass
 class _Evidence:
     text: str  # lower case, whitespace squashed
-    templates: list[re.Pattern[str]]
+    templates: list[list[str]]  # each template's literal parts, split at its `<*>`
     instants: list[_Instant]
     numbers: set[float]
     counts: set[float]  # how often templates were seen, as the evidence and findings say
@@ -377,7 +377,7 @@ def _evidence(
     counts = set(numbers)
     # Every number standing alone may back a count the answer states with its own noun.
     numbers.update(_value(m[1], m[2]) for m in _ANY_NUMBER.finditer(joined))
-    templates = [_template_pattern(item.template) for item in evidence if "<*>" in item.template]
+    templates = [_squash(item.template).split("<*>") for item in evidence if "<*>" in item.template]
     return _Evidence(
         text=_squash(joined),
         templates=templates,
@@ -390,9 +390,21 @@ def _evidence(
     )
 
 
-def _template_pattern(template: str) -> re.Pattern[str]:
-    parts = [re.escape(part) for part in _squash(template).split("<*>")]
-    return re.compile(".+?".join(parts))
+def _wildcard_in(parts: Sequence[str], text: str) -> bool:
+    """Whether `text` holds `parts` joined by wildcards that stand for one character or more
+    (a template split at its `<*>`). Placing each part at its leftmost possible place finds a
+    match whenever there is one, in linear time: no regex backtracking over log text."""
+    position = 0  # where the next part may start
+    for index, part in enumerate(parts):
+        if index > 0:
+            position += 1  # the wildcard before this part takes a character at least
+        if not part:
+            continue
+        found = text.find(part, position)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return position <= len(text)
 
 
 def _contains_text(haystack: str, needle: str) -> bool:
@@ -416,10 +428,12 @@ def _contains_token(haystack: str, needle: str) -> bool:
 def _supported(kind: ClaimKind, text: str, known: _Evidence) -> bool:
     if kind == "quote":
         needle = _squash(text)
-        if _contains_text(known.text, needle) or any(p.search(needle) for p in known.templates):
+        if _contains_text(known.text, needle) or any(
+            _wildcard_in(parts, needle) for parts in known.templates
+        ):
             return True
         # A template copied with its `<*>`: each wildcard stands for any text of the evidence.
-        return "<*>" in needle and _template_pattern(needle).search(known.text) is not None
+        return "<*>" in needle and _wildcard_in(needle.split("<*>"), known.text)
     if kind in ("timestamp", "time"):
         instant = _parse_instant(text)
         if instant is None:
