@@ -142,6 +142,9 @@ def claim(answer: str, text: str) -> bool:
         ("The api returned 503.", "503", True),
         ("The api returned HTTP 500.", "500", False),  # 500 is only a page size there
         ("It exited with exit code 137.", "137", False),
+        ("The api gave a 503 response.", "503", True),
+        ("The api gave a 400 response status.", "400", False),
+        ("It failed with error code 3.", "3", False),
     ],
 )
 def test_each_kind_of_claim_is_looked_up(answer: str, text: str | None, supported: bool) -> None:

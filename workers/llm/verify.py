@@ -28,7 +28,8 @@ unsupported. Claims are found in this order, and a later kind never overlaps an 
   `14:02:11.5`, `14:02:11.123` matches an example written `14:02:11`, `14:03` does not match
   `14:02:59`. A time of day alone is compared with the evidence's times of day.
 - `error_code`: errno names (`ECONNREFUSED`), HTTP status codes after `HTTP`, `status`,
-  `code` or `returned`, codes such as `ORA-00942`, and `exit code N`. Supported when the
+  `code` or `returned` or before `response`, `status` or `error`, codes such as
+  `ORA-00942`, `SQLSTATE 57P03`, `exit code N` and `error code N`. Supported when the
   code occurs in the evidence as a token.
 - `number`: a number with a unit (`30 s`, `1,204 errors`, `95%`, `512 MiB`). Thousands
   separators are dropped; durations are compared in seconds (`30000ms` is `30 s`); sizes in
@@ -101,7 +102,9 @@ _ERROR_CODE = re.compile(
     r"|(?<=status code )[1-5]\d\d\b|(?<=code )[1-5]\d\d\b|(?<=code=)[1-5]\d\d\b"
     r"|(?<=code: )[1-5]\d\d\b"
     r"|(?<=returned )[1-5]\d\d\b|(?<=returns )[1-5]\d\d\b"
-    r"|(?<=exit code )\d{1,3}\b|(?<=exit status )\d{1,3}\b",
+    r"|(?<=exit code )\d{1,3}\b|(?<=exit status )\d{1,3}\b"
+    r"|(?<=error code )\d{1,4}\b|(?<=errno )\d{1,4}\b"
+    r"|(?<![\w.:/-])[1-5]\d\d(?= (?:response|responses|status|error)\b)",
     re.I,
 )
 _SECONDS = {
