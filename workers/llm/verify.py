@@ -241,11 +241,11 @@ def _parse_instant(text: str) -> _Instant | None:
     if named is not None:
         month = _MONTHS.index((named[2] or named[3])[:3].lower()) + 1
         try:
-            day = date(int(named[5]), month, int(named[1] or named[4]))
+            written = date(int(named[5]), month, int(named[1] or named[4]))
         except ValueError:
             return None
         rest = text[named.end() :]
-        text = day.isoformat() + ("T" + rest[1:] if rest[:1] in (":", " ", "T") else rest)
+        text = written.isoformat() + ("T" + rest[1:] if rest[:1] in (":", " ", "T") else rest)
     us = re.match(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
     if us is not None:  # month first, as in the US; day first when that cannot be a month
         month, day_of_month = int(us[1]), int(us[2])
