@@ -128,6 +128,7 @@ def claim(answer: str, text: str) -> bool:
         ("Trace 9f86d081884c7d65 shows it.", "9f86d081884c7d65", True),
         ("Trace 0a1b2c3d4e5f6071 shows it.", "0a1b2c3d4e5f6071", False),
         ("Rotate the secret orders-db-creds.", "orders-db-creds", False),
+        ("Redis 3.7.8 crashed.", "3.7.8", False),
         # Quoted strings: verbatim (case and spacing aside) or matching a template.
         ('Postgres said "No space left on device".', "No space left on device", True),
         ('Postgres said `could not write to file "<*>"`.', None, True),

@@ -13,7 +13,8 @@ unsupported. Claims are found in this order, and a later kind never overlaps an 
   shows is unsupported.
 - `url`, `ip` (IPv4, with an optional port), `path` (starting with `/`), `hostname` (dotted
   lower-case names whose last label is not a file extension), `identifier` (UUIDs, hex ids of
-  8+ characters, names mixing letters and digits joined by `-` or `_` such as pod names):
+  8+ characters, names mixing letters and digits joined by `-` or `_` such as pod names,
+  versions such as `3.7.8`, names after a kind word such as `secret orders-db`):
   supported when the same text occurs in the evidence as a whole token. Case is ignored
   (host names are case-insensitive, and ids are printed in either case).
 - `redacted`: a redaction marker such as `<redacted:jwt>`. The evidence never holds the
@@ -195,6 +196,8 @@ _IDENTIFIER = re.compile(
     r"|(?<![\w.-])[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)+(?![\w-])"
     r"|(?<![\w.-])(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{12,}(?![\w-])"
 )
+# A version (`3.7.8`, `v2.3.1`, `1.19.2-rc1`): three numbers or more, so not a decimal.
+_VERSION = re.compile(r"(?<![\w.-])v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.]+)?(?![\w-]|\.\w)")
 _NOT_IDENTIFIERS = frozenset(
     "utf-8 utf-16 sha-1 sha-256 sha-512 x86-64 x86_64 iso-8601 rfc-3339 rfc-3986 ipv4 ipv6"
     " base-64 http-2 tls-1 e2e".split()
@@ -510,6 +513,7 @@ def _claims(answer: str) -> list[tuple[ClaimKind, int, int]]:
         ("hostname", _HOSTNAME),
         ("identifier", _IDENTIFIER),
         ("identifier", _NAMED),
+        ("identifier", _VERSION),
     ]
     for kind, pattern in ordered:
         for match in pattern.finditer(answer):
