@@ -17,7 +17,8 @@ from rich.prompt import Confirm
 from rich.table import Table
 
 from cli.client import auth_headers
-from cli.render import console, marked_citations, visible
+from cli.render import console, describe_verification, marked_answer, visible
+from shared.schemas import Verification
 from shared.schemas.backfills import parse_duration
 
 POLL_S = 1.0
@@ -186,7 +187,11 @@ def show_job(view: dict[str, Any]) -> None:
     if result.get("analysis"):
         console.rule("answer")
         invalid = (result.get("citations") or {}).get("invalid") or []
-        console.print(marked_citations(result["analysis"], invalid))
+        checked = result.get("verification")
+        verification = Verification.model_validate(checked) if checked else None
+        if verification is not None:
+            console.print(f"answer check: {describe_verification(verification)}", markup=False)
+        console.print(marked_answer(result["analysis"], invalid, verification))
     if view.get("error"):
         console.print(
             f"[red]{escape(view['error']['code'])}: {escape(visible(view['error']['message']))}[/]"

@@ -23,6 +23,7 @@ from shared.schemas import (
     Stage,
     StageEventData,
     TokenData,
+    Verification,
     event_data,
 )
 
@@ -54,6 +55,57 @@ def marked_citations(text: str, invalid: Iterable[str]) -> Text:
         last = match.end()
     out.append(visible(text[last:]))
     return out
+
+
+UNSUPPORTED_OPEN, UNSUPPORTED_CLOSE = "[unsupported: ", "]"
+
+
+def marked_answer(text: str, invalid: Iterable[str], verification: Verification | None) -> Text:
+    """Model text to print with its made-up ids as `T17?` and each sentence holding a claim
+    found nowhere in the evidence wrapped as `[unsupported: ...]` in red (readable without
+    colour too)."""
+    spans = [] if verification is None else verification.unsupported_spans
+    out = Text()
+    last = 0
+    for span in spans:
+        out.append_text(marked_citations(text[last : span.start], invalid))
+        out.append(UNSUPPORTED_OPEN, style="bold red")
+        sentence = marked_citations(text[span.start : span.end], invalid)
+        sentence.stylize("red underline")
+        out.append_text(sentence)
+        out.append(UNSUPPORTED_CLOSE, style="bold red")
+        last = span.end
+    out.append_text(marked_citations(text[last:], invalid))
+    return out
+
+
+def describe_verification(verification: Verification) -> str:
+    """One line on how the answer fared against the evidence."""
+    supported = sum(claim.supported for claim in verification.claims)
+    claims = (
+        f"{supported} of {len(verification.claims)} claims found in the evidence"
+        if verification.claims
+        else "no concrete claims"
+    )
+    return f"{verification.verdict} (grounding {verification.grounding:.2f}: {claims})"
+
+
+def print_verification(result: JobResult) -> None:
+    """The check of the finished answer: verdict and score, then the answer again with its
+    unsupported sentences and made-up ids marked, when it has any."""
+    verification = result.verification
+    if verification is None:
+        return
+    style = {"verified": "green", "partly_supported": "yellow"}.get(verification.verdict, "red")
+    console.print(f"\n[{style}]answer check: {describe_verification(verification)}[/]")
+    if verification.bad:
+        console.print(
+            "[red]✖ the model's text did not match the evidence: "
+            f"{escape('; '.join(verification.reasons))}. Trust the findings above.[/]"
+        )
+    if verification.unsupported_spans or result.citations.invalid:
+        console.rule("answer, checked ([unsupported: …] and T?? are not in the evidence)")
+        console.print(marked_answer(result.analysis, result.citations.invalid, verification))
 
 
 def render(sse: SseEvent) -> None:
@@ -141,7 +193,9 @@ def _evidence(result: JobResult) -> None:
         console.print("[dim](the model was not asked: nothing to explain)[/]")
     if result.finish_reason == "degenerate":
         console.print("[yellow](the model began repeating itself: its answer was cut)[/]")
-    if result.citations.invalid:
+    if result.verification is not None:
+        print_verification(result)
+    elif result.citations.invalid:
         # The answer streamed before it could be checked: show it again with the made-up ids
         # marked, so none of them is left reading like a row of the table below.
         made_up = ", ".join(f"{template_id}?" for template_id in result.citations.invalid)

@@ -100,6 +100,7 @@ def run_ours(
         temperature=settings.llm_temperature,
         max_restarts=settings.llm_max_retries,
         sampling=settings.llm_sampling(),
+        grounding_threshold=settings.llm_grounding_threshold,
     )
     client.prompts.clear()
     result, _ = call_llm.run(

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # LLM.
     llm_max_tokens: int = Field(default=512, ge=1, le=4096)
     llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    # An answer whose share of claims found in the evidence is below this is `unverified`.
+    llm_grounding_threshold: float = Field(default=0.6, ge=0, le=1)
     llm_connect_timeout_s: float = 5.0
     # The first token is due within base + prompt tokens / rate, at most the timeout: a
     # conservative prompt-processing rate, so a slow CPU is not cut off, a dead server is.

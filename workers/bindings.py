@@ -169,6 +169,7 @@ def run_call_llm(run: StageRun) -> None:
         temperature=settings.llm_temperature,
         max_restarts=settings.llm_max_retries,
         sampling=settings.llm_sampling(),
+        grounding_threshold=settings.llm_grounding_threshold,
     )
     result, counts = call_llm.run(
         normalized,

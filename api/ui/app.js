@@ -22,6 +22,7 @@ const state = {
   renderQueued: false,
   evidence: null, // ids of the templates the model was given, once the result shows them
   invalid: new Set(), // cited ids the server found missing from that evidence
+  verification: null, // the server's check of the finished answer (workers/llm/verify.py)
 };
 const CITATION = /\bT\d{1,4}\b/g; // as the server reads them (workers/llm/answer.py)
 
@@ -230,7 +231,7 @@ async function submit(event) {
 function resetWatch(jobId) {
   if (state.controller) state.controller.abort();
   Object.assign(state, { jobId, lastSeq: 0, ended: false, answer: "", controller: null });
-  Object.assign(state, { evidence: null, invalid: new Set() });
+  Object.assign(state, { evidence: null, invalid: new Set(), verification: null });
   $("#watch").hidden = false;
   $("#job-title").textContent = `job ${jobId}`;
   setStatus("queued");
@@ -242,6 +243,7 @@ function resetWatch(jobId) {
   $("#findings").replaceChildren(el("p", { class: "muted" }, "waiting for normalize…"));
   $("#answer").replaceChildren();
   $("#answer-note").textContent = "";
+  showCheck(null);
   $("#evidence tbody").replaceChildren();
   $("#evidence-note").textContent = "";
 }
@@ -358,6 +360,8 @@ function apply(type, data) {
       state.invalid = new Set((data.citations && data.citations.invalid) || []);
       if (data.findings) showFindings(data.findings);
       state.answer = data.analysis || state.answer;
+      state.verification = data.verification || null;
+      showCheck(data);
       return renderAnswer();
     case "error":
       $("#answer-note").textContent = plain(`(${data.code}: ${data.message})`);
@@ -366,6 +370,8 @@ function apply(type, data) {
       setStatus("cancelled");
       return;
     case "done":
+      // A job that ended without a result (failed, cancelled) has no answer to check.
+      if ($("#answer-check").classList.contains("pending")) showCheck({});
       state.ended = true;
       setStatus(data.status || "done");
       loadHistory();
@@ -424,8 +430,64 @@ function citeLink(id) {
   return link;
 }
 
+// --- the check of the answer against the evidence -------------------------------------------
+// The server gives each sentence holding an unsupported claim as [start, end) offsets in code
+// points; the answer is rendered with these two marks inserted there, and every piece of text
+// between them is set inside <mark class="unsupported">.
+const OPEN_MARK = "\uE000";
+const CLOSE_MARK = "\uE001";
+let inUnsupported = false;
+
+function withMarks(text, render) {
+  const out = document.createDocumentFragment();
+  for (const part of String(text).split(/([\uE000\uE001])/)) {
+    if (part === OPEN_MARK) inUnsupported = true;
+    else if (part === CLOSE_MARK) inUnsupported = false;
+    else if (part && inUnsupported) {
+      out.append(el("mark", { class: "unsupported", title: "not found in the evidence, the findings or the request" }, render(part)));
+    } else if (part) out.append(render(part));
+  }
+  return out;
+}
+
+function markedAnswer(text, verification) {
+  const chars = Array.from(String(text).replace(/[\uE000\uE001]/g, ""));
+  const spans = (verification && verification.unsupported_spans) || [];
+  for (const span of [...spans].sort((a, b) => b.start - a.start)) {
+    chars.splice(span.end, 0, CLOSE_MARK);
+    chars.splice(span.start, 0, OPEN_MARK);
+  }
+  return chars.join("");
+}
+
+// Beside the heading: pending while the answer streams, then the verdict and its score.
+function showCheck(result) {
+  const node = $("#answer-check");
+  const check = result && result.verification;
+  if (!result) {
+    node.className = "check pending";
+    node.textContent = "pending: checked against the evidence when the answer is complete";
+    return;
+  }
+  if (!check) {
+    node.className = "check";
+    node.textContent = result.model_status === "answered" ? "not checked" : "";
+    return;
+  }
+  const claims = check.claims || [];
+  const found = claims.filter((claim) => claim.supported).length;
+  const score = `grounding ${check.grounding.toFixed(2)}: ${claims.length ? `${found} of ${claims.length} claims found in the evidence` : "no concrete claims"}`;
+  const label = { verified: "✔ verified", partly_supported: "◐ partly supported", unverified: "✖ unverified" }[check.verdict] || check.verdict;
+  node.className = `check ${check.verdict}`;
+  node.textContent = `${label} (${score})`;
+}
+
 // Text with template ids (T12) as links to their evidence row (see citeLink).
 function withCitations(text) {
+  return withMarks(text, citationsIn);
+}
+
+function citationsIn(text) {
   const out = document.createDocumentFragment();
   let last = 0;
   for (const match of String(text).matchAll(CITATION)) {
@@ -477,7 +539,7 @@ function inline(text) {
   let last = 0;
   for (const match of text.matchAll(pattern)) {
     out.append(withCitations(text.slice(last, match.index)));
-    out.append(match[1] !== undefined ? el("strong", {}, withCitations(match[1])) : el("code", {}, match[2]));
+    out.append(match[1] !== undefined ? el("strong", {}, withCitations(match[1])) : el("code", {}, withMarks(match[2], shown)));
     last = match.index + match[0].length;
   }
   out.append(withCitations(text.slice(last)));
@@ -493,10 +555,12 @@ function renderAnswer() {
     if (paragraph.length) blocks.push(el("p", {}, inline(paragraph.join(" "))));
     paragraph = [];
   };
-  for (const line of state.answer.split("\n")) {
+  inUnsupported = false;
+  const check = state.verification;
+  for (const line of markedAnswer(state.answer, check).split("\n")) {
     if (line.trim().startsWith("```")) {
       if (code) {
-        blocks.push(el("pre", {}, code.join("\n")));
+        blocks.push(el("pre", {}, withMarks(code.join("\n"), shown)));
         code = null;
       } else {
         flush();
@@ -531,8 +595,19 @@ function renderAnswer() {
     }
   }
   flush();
-  if (code) blocks.push(el("pre", {}, code.join("\n")));
+  if (code) blocks.push(el("pre", {}, withMarks(code.join("\n"), shown)));
+  inUnsupported = false;
   const notes = [...$("#answer").querySelectorAll(".cleared")];
+  if (check && check.verdict === "unverified") {
+    // The text stays readable on demand, under a notice; the findings above are what to trust.
+    const why = (check.reasons || []).join("; ");
+    $("#answer").replaceChildren(
+      ...notes,
+      el("p", { class: "notice unverified" }, `The model's text did not match the evidence${why ? ` (${why})` : ""}. The findings above are computed from the logs.`),
+      el("details", { class: "unverified" }, el("summary", {}, "Show the model's text anyway"), ...blocks),
+    );
+    return;
+  }
   $("#answer").replaceChildren(...notes, ...blocks);
 }
 

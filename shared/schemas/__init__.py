@@ -48,6 +48,7 @@ from shared.schemas.pipeline import (
     StageCountsBase,
 )
 from shared.schemas.request import EARLIEST, LATEST, AnalysisRequest, Filters, TimeRange
+from shared.schemas.verification import Claim, TextSpan, Verification
 
 __all__ = [
     "COUNTS_MODELS",
@@ -61,6 +62,7 @@ __all__ = [
     "AnalysisRequest",
     "CancelledData",
     "Citations",
+    "Claim",
     "DoneData",
     "Entry",
     "Event",
@@ -90,7 +92,9 @@ __all__ = [
     "StageCounts",
     "StageCountsBase",
     "StageEventData",
+    "TextSpan",
     "TimeRange",
     "TokenData",
+    "Verification",
     "event_data",
 ]

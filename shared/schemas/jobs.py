@@ -18,6 +18,7 @@ from shared.schemas.pipeline import (
     StageCountsBase,
 )
 from shared.schemas.request import AnalysisRequest, TimeRange
+from shared.schemas.verification import Verification
 
 
 class JobStatus(StrEnum):
@@ -119,6 +120,11 @@ class JobResult(BaseModel):
     )
     time_to_first_token_s: float | None = None
     timings: LlmTimings | None = None
+    verification: Verification | None = Field(
+        default=None,
+        description="the answer checked against the evidence (null: no answer, or a result "
+        "stored before answers were checked)",
+    )
 
 
 class JobView(BaseModel):

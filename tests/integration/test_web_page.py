@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -322,10 +323,72 @@ def test_a_cited_id_not_in_the_evidence_is_marked_never_a_link(
     expect(answer.locator("a.cite", has_text="T1")).to_have_count(2)
     # Every link on the page, answer and findings alike, leads to a row of the evidence table.
     for link in page.locator("a.cite").all():
-        assert link.inner_text() in given, link.inner_text()
+        # text_content: an unverified answer's links sit folded away, where innerText is ''.
+        assert link.text_content() in given, link.text_content()
     expect(answer.locator("a", has_text="T99")).to_have_count(0)
     made_up = answer.locator(".cite.invalid", has_text="T99")
     expect(made_up).to_have_count(2)
     expect(made_up.first).to_have_attribute("title", "not in the evidence the model was given")
+    # A made-up id makes the answer unverified: its text is folded away until asked for.
+    answer.locator("details.unverified > summary").click()
     answer.locator("a.cite").first.click()
     expect(page.locator("#evidence tr.target")).to_have_id("ev-T1")
+
+
+def test_an_unverified_answer_is_folded_under_a_notice_below_the_findings(
+    page: Page, stack: ServiceStack
+) -> None:
+    stack.llama.config.reply = (
+        "## Cause\nT1 failed first, slowly enough to be watched while it streams. "
+        "It began at 06:59:58 on db.prod.example.com after 48 GB went to /var/lib/backups."
+    )
+    stack.llama.config.token_interval_s = 0.05
+    ask(page)
+    check = page.locator("#answer-check")
+    expect(page.locator("#answer")).to_contain_text("T1 failed first", timeout=30_000)
+    # While the answer streams it is not yet checked, and says so.
+    expect(check).to_have_class(re.compile(r"\bpending\b"))
+    expect(check).to_contain_text("pending")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=30_000)
+    verification = stack.job(job_id(page))["result"]["verification"]
+    assert verification["verdict"] == "unverified", verification
+    assert [c["supported"] for c in verification["claims"]] == [False, False, False, False]
+    expect(check).to_have_class(re.compile(r"\bunverified\b"))
+    expect(check).to_contain_text("unverified (grounding 0.00: 0 of 4 claims found")
+    notice = page.locator("#answer .notice.unverified")
+    expect(notice).to_contain_text("The model's text did not match the evidence")
+    folded = page.locator("#answer details.unverified")
+    expect(folded).not_to_have_attribute("open", "")
+    marked = folded.locator("mark.unsupported")
+    expect(marked).to_have_count(1)
+    expect(marked).to_be_hidden()
+    # The findings stay above the notice.
+    findings_box = page.locator("#findings").bounding_box()
+    notice_box = notice.bounding_box()
+    assert findings_box and notice_box and findings_box["y"] < notice_box["y"]
+    folded.locator("summary").click()
+    expect(marked).to_be_visible()
+    expect(marked).to_have_text(
+        "It began at 06:59:58 on db.prod.example.com after 48 GB went to /var/lib/backups."
+    )
+    expect(folded.locator("a.cite", has_text="T1")).to_have_count(1)
+    shot(page, "answer-unverified")
+
+
+def test_a_partly_supported_answer_stays_open_with_its_unsupported_sentence_marked(
+    page: Page, stack: ServiceStack
+) -> None:
+    stack.llama.config.reply = (
+        "The errors ran from 06:00 to 07:00 (T1). They came from db.prod.example.com."
+    )
+    ask(page)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=30_000)
+    verification = stack.job(job_id(page))["result"]["verification"]
+    assert verification["verdict"] == "partly_supported", verification
+    expect(page.locator("#answer-check")).to_contain_text("partly supported")
+    expect(page.locator("#answer details")).to_have_count(0)
+    marked = page.locator("#answer mark.unsupported")
+    expect(marked).to_have_count(1)
+    expect(marked).to_be_visible()
+    expect(marked).to_have_text("They came from db.prod.example.com.")
+    expect(page.locator("#answer")).to_contain_text("The errors ran from 06:00 to 07:00")

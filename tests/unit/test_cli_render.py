@@ -15,6 +15,7 @@ from cli import operators, render
 from cli.client import SseEvent
 from shared.schemas import Entry, JobResult, Level
 from workers.llm.answer import check_citations
+from workers.llm.verify import verify
 from workers.stages.normalize import normalize
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
@@ -135,3 +136,67 @@ def test_the_cli_marks_cited_ids_that_are_not_in_the_evidence(printed: io.String
     job = printed.getvalue()[shown_from:]
     assert job.count("T99?") == 2 and not unmarked(job, "T99"), job
     assert "T1?" not in job and job.count("T1") >= 2, job
+
+
+CHECKED_ANSWER = "T1 filled the disk. It began at 09:14 on db.prod.example.com. See T1."
+
+
+def checked_result() -> JobResult:
+    """A result whose answer has one sentence the evidence does not back."""
+    entry = Entry(T0_NS, "shop", "web-0", "web", "node-1", Level.ERROR, "ERROR disk full")
+    normalized = normalize([entry])
+    result = JobResult(
+        analysis=CHECKED_ANSWER,
+        findings=normalized.findings,
+        evidence=normalized.evidence,
+        model="m",
+        citations=check_citations(CHECKED_ANSWER, ["T1"]),
+        finish_reason="stop",
+    )
+    return result.model_copy(
+        update={"verification": verify(CHECKED_ANSWER, evidence=normalized.evidence)}
+    )
+
+
+def test_the_cli_prints_the_verdict_and_marks_unsupported_sentences(
+    printed: io.StringIO,
+) -> None:
+    result = checked_result()
+    assert result.verification is not None and result.verification.verdict == "unverified"
+    render.render(sse(1, "token", {"text": CHECKED_ANSWER}))
+    streamed = len(printed.getvalue())
+    render.render(sse(2, "result", result.model_dump(mode="json")))
+    after = printed.getvalue()[streamed:]
+    assert "answer check: unverified (grounding 0.00: 0 of 2 claims found in the evidence)" in (
+        after
+    ), after
+    assert "did not match the evidence" in after, after
+    # Marked without colour too: the unsupported sentence, and only it, is bracketed.
+    assert "[unsupported: It began at 09:14 on db.prod.example.com.]" in after, after
+    assert "[unsupported: T1 filled the disk" not in after, after
+    window = {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T07:00:00Z"}
+    shown_from = len(printed.getvalue())
+    operators.show_job(
+        {
+            "job_id": "j1",
+            "status": "succeeded",
+            "request": {"filters": {"namespace": "shop"}, "time_range": window},
+            "result": result.model_dump(mode="json"),
+        }
+    )
+    job = printed.getvalue()[shown_from:]
+    assert "answer check: unverified (grounding 0.00" in job, job
+    assert "[unsupported: It began at 09:14 on db.prod.example.com.]" in job, job
+
+
+def test_a_verified_answer_is_not_printed_twice(printed: io.StringIO) -> None:
+    result = checked_result()
+    answer = "T1 filled the disk."
+    assert result.evidence
+    verified = result.model_copy(
+        update={"analysis": answer, "verification": verify(answer, evidence=result.evidence)}
+    )
+    render.render(sse(1, "result", verified.model_dump(mode="json")))
+    out = printed.getvalue()
+    assert "answer check: verified (grounding 1.00: no concrete claims)" in out, out
+    assert "answer, checked" not in out and "unsupported" not in out, out

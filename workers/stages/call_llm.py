@@ -34,6 +34,7 @@ from shared.schemas import (
 from workers.llm.answer import DegenerationGuard, check_citations
 from workers.llm.client import LlamaClient, StreamBrokenError
 from workers.llm.prompt import Prompt, build_prompt
+from workers.llm.verify import DEFAULT_THRESHOLD, verify
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +224,28 @@ class LlmOptions:
     temperature: float
     max_restarts: int = 2
     sampling: Mapping[str, float] = field(default_factory=dict)
+    grounding_threshold: float = DEFAULT_THRESHOLD
+
+
+def check_answer(
+    result: JobResult, normalized: NormalizeResult, request: AnalysisRequest, threshold: float
+) -> JobResult:
+    """The result with its finished answer checked against what the model was given (the
+    evidence, the findings and the window's header, as the prompt stated them)."""
+    try:
+        verification = verify(
+            result.analysis,
+            evidence=result.evidence,
+            findings=result.findings,
+            request=request,
+            context=[describe_window(request, normalized)],
+            finish_reason=result.finish_reason,
+            threshold=threshold,
+        )
+    except Exception:  # noqa: BLE001 - a bug in the check must not cost the answer
+        logger.exception("the answer could not be checked; it is delivered unchecked")
+        return result
+    return result.model_copy(update={"verification": verification})
 
 
 def without_model(
@@ -295,6 +318,7 @@ def run(
                 slot=slot,
                 progress=progress,
             )
+            result = check_answer(result, normalized, request, options.grounding_threshold)
         except (UpstreamError, UpstreamRejectedError, ConfigurationError) as exc:
             # ConfigurationError: a server outside the cluster without LLM_ALLOW_REMOTE.
             error = JobError(code=exc.code, message=exc.message, stage=Stage.CALL_LLM)
