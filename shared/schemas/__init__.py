@@ -33,6 +33,7 @@ from shared.schemas.jobs import (
     LlmTimings,
     Stage,
     StageCounts,
+    StructuredAnswer,
 )
 from shared.schemas.levels import LEVEL_RANK, Level
 from shared.schemas.pipeline import (
@@ -88,6 +89,7 @@ __all__ = [
     "ServerPromptProgress",
     "Stage",
     "StageCounts",
+    "StructuredAnswer",
     "StageCountsBase",
     "StageEventData",
     "TimeRange",
