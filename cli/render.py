@@ -141,6 +141,8 @@ def _evidence(result: JobResult) -> None:
         console.print("[dim](the model was not asked: nothing to explain)[/]")
     if result.finish_reason == "degenerate":
         console.print("[yellow](the model began repeating itself: its answer was cut)[/]")
+    if result.structured_note:
+        console.print(f"[yellow]({escape(visible(result.structured_note))})[/]")
     if result.citations.invalid:
         # The answer streamed before it could be checked: show it again with the made-up ids
         # marked, so none of them is left reading like a row of the table below.

@@ -358,6 +358,8 @@ function apply(type, data) {
       state.invalid = new Set((data.citations && data.citations.invalid) || []);
       if (data.findings) showFindings(data.findings);
       state.answer = data.analysis || state.answer;
+      // A JSON answer that did not parse, or a server that refused the schema: say so.
+      if (data.structured_note) $("#answer-note").textContent = plain(`(${data.structured_note})`);
       return renderAnswer();
     case "error":
       $("#answer-note").textContent = plain(`(${data.code}: ${data.message})`);
