@@ -22,6 +22,8 @@ COLUMNS = [
     ("answer_recall", "answer recall"),
     ("citation_validity", "citation validity"),
     ("degenerate_rate", "degenerate rate"),
+    ("schema_valid_rate", "schema-valid rate"),
+    ("cause_agreement", "cause agreement"),
     ("leaks", "leaks"),
     ("lines_read", "lines read"),
     ("templates", "templates"),
@@ -187,6 +189,9 @@ def failures(report: Mapping[str, Any], floors: Mapping[str, float] = FLOORS) ->
                 problems.append(f"ours: {key} {value} < {floor}")
         if ours.get("degenerate_rate"):
             problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
+        valid = ours.get("schema_valid_rate")
+        if valid is not None and valid < 1.0:
+            problems.append(f"ours: schema-valid rate {valid} < 1.0 (JSON answers)")
     for strategy, figures in report["summary"].items():
         if figures["leaks"]:
             problems.append(f"{strategy}: {figures['leaks']} leaked secrets")
