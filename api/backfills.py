@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from redis.typing import EncodableT
 
 from api.access import Principal
@@ -42,6 +43,8 @@ def namespace_problem(name: str) -> str | None:
         validate_filters(Filters(namespace=name))
     except InvalidQueryError as exc:
         return exc.message
+    except ValidationError as exc:  # empty or too long for Filters itself
+        return exc.errors()[0]["msg"]
     return None
 
 

@@ -43,6 +43,12 @@ def eval_client(
             yield client, model_name or name
 
 
-def eval_settings(max_tokens: int) -> Settings:
-    """The service's defaults, with the answer cap of this run."""
-    return Settings(llm_max_tokens=max_tokens, otel_sdk_disabled=True)
+def eval_settings(max_tokens: int, answer_format: str = "auto") -> Settings:
+    """The service's defaults, with the answer cap and form of this run."""
+    return Settings.model_validate(
+        {
+            "llm_max_tokens": max_tokens,
+            "llm_answer_format": answer_format,
+            "otel_sdk_disabled": True,
+        }
+    )

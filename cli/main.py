@@ -248,6 +248,9 @@ def evaluate(
     ] = "dev",
     ctx: Annotated[int, typer.Option(help="context size of the model")] = 4096,
     max_tokens: Annotated[int, typer.Option(help="answer cap")] = 512,
+    answer_format: Annotated[
+        str, typer.Option(help="auto, json or text (LLM_ANSWER_FORMAT)")
+    ] = "auto",
     model_name: Annotated[str | None, typer.Option(help="name sent as `model`")] = None,
     publish: Annotated[
         str | None, typer.Option(help="Redis URL: set the figures as the service's metrics")
@@ -274,6 +277,8 @@ def evaluate(
         return
     if docs and suite != "dev":
         raise typer.BadParameter("--docs regenerates the dev suite's blocks", param_hint="--suite")
+    if answer_format not in ("auto", "json", "text"):
+        raise typer.BadParameter("auto, json or text", param_hint="--answer-format")
     chosen = runner.cases_named(cases, suite)
     names = [s.strip() for s in strategies.split(",") if s.strip()]
     with eval_client(
@@ -287,7 +292,7 @@ def evaluate(
             names,
             name,
             client,
-            eval_settings(max_tokens),
+            eval_settings(max_tokens, answer_format),
             progress=lambda line: console.print(line, markup=False),
         )
     text = report.markdown(result)

@@ -193,6 +193,8 @@ def _evidence(result: JobResult) -> None:
         console.print("[dim](the model was not asked: nothing to explain)[/]")
     if result.finish_reason == "degenerate":
         console.print("[yellow](the model began repeating itself: its answer was cut)[/]")
+    if result.structured_note:
+        console.print(f"[yellow]({escape(visible(result.structured_note))})[/]")
     if result.verification is not None:
         print_verification(result)
     elif result.citations.invalid:

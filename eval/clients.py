@@ -9,6 +9,7 @@ from `--ctx` and tokens are estimated (four characters each).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -57,6 +58,7 @@ class EvalClient(LlamaClient):
         sampling: Mapping[str, float] | None = None,
         prompt_tokens: int = 0,
         on_progress: Callable[[ProgressData], bool] = lambda _progress: True,
+        response_format: Mapping[str, Any] | None = None,
     ) -> Completion:
         self.prompts.append("\n".join(m["content"] for m in messages))
         return super().stream_chat(
@@ -68,4 +70,5 @@ class EvalClient(LlamaClient):
             sampling=None if self.generic else sampling,
             prompt_tokens=prompt_tokens,
             on_progress=on_progress,
+            response_format=response_format,
         )

@@ -24,6 +24,8 @@ COLUMNS = [
     ("answer_recall", "answer recall"),
     ("citation_validity", "citation validity"),
     ("degenerate_rate", "degenerate rate"),
+    ("schema_valid_rate", "schema-valid rate"),
+    ("cause_agreement", "cause agreement"),
     ("leaks", "leaks"),
     ("lines_read", "lines read"),
     ("templates", "templates"),
@@ -193,6 +195,9 @@ def failures(
                 problems.append(f"ours: {key} {value} < {floor}")
         if ours.get("degenerate_rate"):
             problems.append(f"ours: degenerate rate {ours['degenerate_rate']} > 0")
+        valid = ours.get("schema_valid_rate")
+        if valid is not None and valid < 1.0:
+            problems.append(f"ours: schema-valid rate {valid} < 1.0 (JSON answers)")
     strict = report.get("strict", {}).get("ours", {})
     for suite, floor in strict_floors.items():
         figures = strict.get(suite, {}).get("all")

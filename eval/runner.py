@@ -66,6 +66,10 @@ class Score:
     strict_top3: bool | None = None
     strict_rr: float | None = None  # reciprocal rank (0 when missed)
     error: str | None = None  # the run failed: what it raised
+    answer_format: str = "text"
+    schema_valid: bool | None = None  # JSON mode: the answer parsed and matched its schema
+    cause_agrees: bool | None = None  # the answer's cause is the findings' first cause
+    answer: str = ""  # the model's text as the reader saw it (JSON mode: its Markdown)
 
 
 def request_for(case: Case) -> AnalysisRequest:
@@ -149,6 +153,27 @@ def _answer_recall(case: Case, outcome: Outcome) -> bool | None:
     return all(word.lower() in answer for word in case.expected.cause_keywords)
 
 
+_CITED = re.compile(r"\bT\d{1,4}\b")
+
+
+def answer_cause(outcome: Outcome) -> str | None:
+    """The cause the answer names: the JSON answer's `cause`; in free text, the first template
+    id cited (`none` when it cites none)."""
+    if outcome.answer_format == "json":
+        return outcome.structured_cause
+    first = _CITED.search(outcome.answer)
+    return first.group() if first else "none"
+
+
+def cause_agreement(outcome: Outcome) -> bool | None:
+    """Whether the answer's cause is the findings' first probable cause (`none` when they name
+    none); None when the model did not answer or the strategy has no findings."""
+    if outcome.model_status != "answered" or outcome.findings is None:
+        return None
+    causes = outcome.findings.probable_causes
+    return answer_cause(outcome) == (causes[0].template_id if causes else "none")
+
+
 def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
     expected = case.expected
     pattern = re.compile(expected.cause_pattern) if expected.cause_pattern else None
@@ -190,6 +215,14 @@ def score(case: Case, strategy: str, model: str, outcome: Outcome) -> Score:
         strict_top3=ranked is not None and ranked <= 3 if has_findings else None,
         strict_rr=(1.0 / ranked if ranked else 0.0) if has_findings else None,
         error=outcome.error,
+        answer_format=outcome.answer_format,
+        schema_valid=(
+            outcome.structured_cause is not None
+            if outcome.answer_format == "json" and outcome.model_status == "answered"
+            else None
+        ),
+        cause_agrees=cause_agreement(outcome),
+        answer=outcome.answer,
     )
 
 
@@ -224,6 +257,9 @@ def summarize(scores: Sequence[Score]) -> dict[str, Any]:
         "citation_validity": (
             round(sum(s.citations_valid for s in scores) / cited, 3) if cited else 1.0
         ),
+        "schema_valid_rate": _rate([s.schema_valid for s in scores]),
+        "cause_agreement": _rate([s.cause_agrees for s in scores]),
+        "degenerate_answers": sum(s.degenerate for s in asked),
         "degenerate_rate": round(sum(s.degenerate for s in asked) / len(asked), 3)
         if asked
         else 0.0,
@@ -295,6 +331,7 @@ def run(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "revision": revision(),
         "model": model,
+        "answer_format": settings.llm_answer_format,
         "strategies": list(strategies),
         "summary": {
             strategy: summarize([s for s in scores if s.strategy == strategy])
@@ -357,6 +394,8 @@ def save(report: dict[str, Any], text: str, suite: str = "dev") -> Path:
     suite, `latest-<model>-<suite>` for the others (so a held-out run keeps the dev figures)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"[^a-z0-9]+", "-", report["model"].lower()).strip("-")
+    if report.get("answer_format", "auto") != "auto":
+        slug = f"{slug}-{report['answer_format']}"
     name = f"latest-{slug}" if suite == "dev" else f"latest-{slug}-{suite}"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(text + "\n")

@@ -49,6 +49,8 @@ class Outcome:
     shown_ids: list[str] = field(default_factory=list)
     result_json: str = ""
     error: str | None = None  # the run raised this: it counts as a miss
+    answer_format: str = "text"
+    structured_cause: str | None = None  # the parsed JSON answer's cause (None: no valid JSON)
 
 
 class CollectingSink:
@@ -101,6 +103,8 @@ def run_ours(
         max_restarts=settings.llm_max_retries,
         sampling=settings.llm_sampling(),
         grounding_threshold=settings.llm_grounding_threshold,
+        answer_format=settings.llm_answer_format,
+        structured_max_context=settings.llm_structured_max_context,
     )
     client.prompts.clear()
     result, _ = call_llm.run(
@@ -128,6 +132,8 @@ def _outcome(
         cited_invalid=result.citations.invalid,
         shown_ids=[i.template_id for i in result.evidence],
         result_json=result.model_dump_json(),
+        answer_format=result.answer_format,
+        structured_cause=result.structured.cause if result.structured is not None else None,
     )
 
 

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     # Requests all workers together send the server at once; 0: what it says (llama.cpp
     # `total_slots`), 1 for a server that does not say.
     llm_concurrency: int = Field(default=0, ge=0)
+    # The answer's form: `json` holds the model to a bounded JSON schema (summary, cause among
+    # the findings' candidates, explanation, next steps), rendered as Markdown; `text` is free
+    # Markdown; `auto` is JSON for the bundled model and any context of at most
+    # LLM_STRUCTURED_MAX_CONTEXT tokens.
+    llm_answer_format: Literal["auto", "json", "text"] = "auto"
+    llm_structured_max_context: int = Field(default=8192, ge=0)
     # Repetition controls of llama-server's sampler (DRY off when the multiplier is 0).
     llm_dry_multiplier: float = Field(default=0.8, ge=0)
     llm_dry_base: float = Field(default=1.75, ge=1)

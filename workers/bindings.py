@@ -170,6 +170,8 @@ def run_call_llm(run: StageRun) -> None:
         max_restarts=settings.llm_max_retries,
         sampling=settings.llm_sampling(),
         grounding_threshold=settings.llm_grounding_threshold,
+        answer_format=settings.llm_answer_format,
+        structured_max_context=settings.llm_structured_max_context,
     )
     result, counts = call_llm.run(
         normalized,

@@ -18,6 +18,7 @@ from api.backfills import (
     create_backfill,
     ended_in_order,
     load_record,
+    namespace_problem,
     retry_failed,
     view_backfill,
 )
@@ -126,21 +127,26 @@ async def retry(backfill_id: str, state: StateDep, principal: PrincipalDep) -> B
 
 @router.get("/v1/findings", response_model=list[Finding])
 async def findings(
+    request: Request,
     state: StateDep,
     principal: PrincipalDep,
     namespace: Annotated[str | None, Query(max_length=63)] = None,
     since: Annotated[
-        datetime | None,
-        Query(description="last seen at or after; RFC 3339 with a time zone (e.g. ...Z)"),
+        str | None,
+        Query(
+            description="last seen at or after; RFC 3339 with a time zone (e.g. ...Z)",
+            json_schema_extra={"format": "date-time"},
+        ),
     ] = None,
 ) -> list[Finding]:
     """Findings of the key's tenant by (namespace, template fingerprint), most recently seen
     first."""
-    if since is not None and since.tzinfo is None:
-        # Like every time the API takes: a naive one is refused, never guessed.
-        raise InvalidQueryError(
-            "since", "since needs a time zone (e.g. 2026-11-24T06:00:00Z)", location="query"
-        )
+    since_at = _rfc3339(since) if since is not None else None
+    for name in ("namespace", "since"):
+        if len(request.query_params.getlist(name)) > 1:
+            raise InvalidQueryError(name, f"{name} may be given once", location="query")
+    if namespace is not None and (problem := namespace_problem(namespace)):
+        raise InvalidQueryError("namespace", problem, location="query")
     settings = state.settings
     # Findings stored before tenants belong to the default tenant: move them before reading.
     await migrate_legacy_findings(state.redis, data_tenant(None, settings), settings.findings_ttl_s)
@@ -154,4 +160,20 @@ async def findings(
     else:
         known = await known_namespaces(state.redis, tenant)
         namespaces = [n for n in known if principal.allows(n)]
-    return await list_findings(state.redis, tenant, namespaces, since)
+    return await list_findings(state.redis, tenant, namespaces, since_at)
+
+
+def _rfc3339(value: str) -> datetime:
+    """`since` as RFC 3339 with a time zone: a bare number (read by pydantic as epoch seconds)
+    or a naive time is refused, never guessed, like every time the API takes."""
+    try:
+        parsed = datetime.fromisoformat(value) if "T" in value or " " in value else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidQueryError(
+            "since",
+            "since needs RFC 3339 with a time zone (e.g. 2026-11-24T06:00:00Z)",
+            location="query",
+        )
+    return parsed

@@ -362,6 +362,8 @@ function apply(type, data) {
       state.answer = data.analysis || state.answer;
       state.verification = data.verification || null;
       showCheck(data);
+      // A JSON answer that did not parse, or a server that refused the schema: say so.
+      if (data.structured_note) $("#answer-note").textContent = plain(`(${data.structured_note})`);
       return renderAnswer();
     case "error":
       $("#answer-note").textContent = plain(`(${data.code}: ${data.message})`);

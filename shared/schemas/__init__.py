@@ -33,6 +33,7 @@ from shared.schemas.jobs import (
     LlmTimings,
     Stage,
     StageCounts,
+    StructuredAnswer,
 )
 from shared.schemas.levels import LEVEL_RANK, Level
 from shared.schemas.pipeline import (
@@ -90,6 +91,7 @@ __all__ = [
     "ServerPromptProgress",
     "Stage",
     "StageCounts",
+    "StructuredAnswer",
     "StageCountsBase",
     "StageEventData",
     "TextSpan",

@@ -83,6 +83,16 @@ class Citations(BaseModel):
     invalid: list[str] = Field(default_factory=list)
 
 
+class StructuredAnswer(BaseModel):
+    """The model's answer as the JSON schema asked for it (`workers.llm.structured`): `cause`
+    is one of the findings' candidate template ids, or `none`."""
+
+    summary: str
+    cause: str
+    explanation: str
+    next_steps: list[str]
+
+
 class JobError(BaseModel):
     code: str
     message: str
@@ -124,6 +134,18 @@ class JobResult(BaseModel):
         default=None,
         description="the answer checked against the evidence (null: no answer, or a result "
         "stored before answers were checked)",
+    )
+    answer_format: Literal["text", "json"] = Field(
+        default="text",
+        description="json: the model was held to a JSON schema; `analysis` is its Markdown",
+    )
+    structured: StructuredAnswer | None = Field(
+        default=None, description="the JSON answer, parsed and valid against its schema"
+    )
+    structured_note: str | None = Field(
+        default=None,
+        description="why a JSON answer has no `structured` (cut, invalid), or why the job "
+        "fell back to free text (the server rejected the schema)",
     )
 
 

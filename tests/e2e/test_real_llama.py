@@ -1,7 +1,9 @@
 """End to end with the real llama-server and SmolLM2: the embedded default, as the demo runs it.
 
 The server runs with a small context (`-c 1024`), so the prompt budget is tested against the
-real tokenizer and chat template, not the stub's approximation.
+real tokenizer and chat template, not the stub's approximation. The bundled model answers in
+structured mode by default (LLM_ANSWER_FORMAT=auto): the real server's grammar holds it to
+the schema, and the answer must parse and validate.
 """
 
 from __future__ import annotations
@@ -61,6 +63,16 @@ def test_sample_incident_through_real_llama_server(real_stack: Harness) -> None:
         result = next(e for e in events if e.event == "result").json["data"]
         assert "".join(tokens) == result["analysis"]
         assert result["model_status"] == "answered"
+        # Structured by default for the bundled model: valid against its schema, the cause one
+        # of the findings' candidates or "none", and streamed as Markdown, not raw JSON.
+        assert result["answer_format"] == "json", result["structured_note"]
+        structured = result["structured"]
+        assert structured is not None, (result["structured_note"], result["analysis"])
+        candidates = [c["template_id"] for c in findings["probable_causes"]]
+        assert structured["cause"] in [*candidates, "none"], structured
+        assert structured["summary"] and structured["explanation"] and structured["next_steps"]
+        assert result["analysis"].startswith("## Summary\n") and '{"' not in result["analysis"]
+        assert result["finish_reason"] == "stop", "a bounded schema never reaches the token cap"
         # A 135M model may cite ids it was not given; the service's promise is to tell them
         # apart: every id the answer cites is classified, valid ones were in the evidence.
         shown = {item["template_id"] for item in result["evidence"]}

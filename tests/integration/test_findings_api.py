@@ -44,7 +44,9 @@ def a_finding(redis_url: str) -> str:
     return job_id
 
 
-@pytest.mark.parametrize("since", ["2026-11-24T06:00:00", "2026-11-24T06:00", "2026-11-24"])
+@pytest.mark.parametrize(
+    "since", ["2026-11-24T06:00:00", "2026-11-24T06:00", "2026-11-24", "-40271", "1764547200", "x"]
+)
 def test_a_since_without_a_time_zone_is_a_422_naming_it(
     client: TestClient, a_finding: str, since: str
 ) -> None:

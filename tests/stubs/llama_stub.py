@@ -31,6 +31,12 @@ as `{"error": "text"}` (Ollama's documented shape) instead of llama.cpp's error 
   choices, then `[DONE]`. Ollama runs with a context of its own (`ollama_runtime_ctx`, its
   default 4096 or `num_ctx`) and cuts a longer prompt silently: counted in `truncated`.
 With `served_model` set, vLLM and Ollama refuse requests naming another model.
+A request with a JSON schema (llama.cpp's `json_schema`, or OpenAI's `response_format` of type
+`json_schema`) is answered, as a grammar-constrained server does, with JSON of that shape:
+`schema_reply` fills it (each string clipped to its `maxLength`, each array to `maxItems`, an
+`enum` field takes its first value unless `schema_reply` names an allowed one).
+`reject_schema` answers such a request 400 as a server without schema support does, and
+`ignore_schema` answers it with `reply` as one that ignores the field does.
 
 Run standalone for benchmarks: `python -m tests.stubs.llama_stub --port 8081`.
 """
@@ -64,6 +70,47 @@ DEFAULT_REPLY = (
     "\n\n## Probable root cause\nT1: postgres could not write WAL (No space left on device)."
     "\n\n## Evidence\n- T1 disk full, then connection refused\n\n## Next steps\n- Free disk."
 )
+
+# The default reply's content, for a request held to a JSON schema.
+SCHEMA_REPLY: dict[str, Any] = {
+    "summary": "The database ran out of disk space and the services that depend on it failed.",
+    "explanation": "T1: postgres could not write WAL (No space left on device), then clients "
+    "saw connection refused.",
+    "next_steps": ["Free disk on the database volume.", "Check the WAL archiver."],
+}
+
+
+def request_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema a chat request asks for: llama.cpp's `json_schema`, or OpenAI's
+    `response_format` `{"type": "json_schema", "json_schema": {"schema": ...}}`."""
+    direct = body.get("json_schema")
+    if isinstance(direct, dict):
+        return direct
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else None
+    return None
+
+
+def fill_schema(schema: dict[str, Any], reply: Any) -> Any:
+    """A value of `schema`'s shape (objects, arrays, strings, enums) from `reply`'s values."""
+    if "enum" in schema:
+        allowed = list(schema["enum"])
+        return reply if reply in allowed else allowed[0]
+    kind = schema.get("type")
+    if kind == "object":
+        source = reply if isinstance(reply, dict) else {}
+        return {
+            name: fill_schema(sub, source.get(name))
+            for name, sub in (schema.get("properties") or {}).items()
+        }
+    if kind == "array":
+        items = reply if isinstance(reply, list) else [reply]
+        items = items[: schema.get("maxItems", len(items))] or [None]
+        return [fill_schema(schema.get("items") or {}, item) for item in items]
+    text = str(reply) if reply is not None else "unknown"
+    return text[: schema.get("maxLength", len(text))]
 
 
 def tokenize(text: str) -> list[int]:
@@ -111,6 +158,12 @@ class StubConfig:
     # Refuse requests without `Authorization: Bearer <require_key>` (401), as a hosted
     # endpoint does ("" refuses none).
     require_key: str = ""
+    # What a request with a JSON schema gets, shaped to the schema (see the module).
+    schema_reply: dict[str, Any] = field(default_factory=lambda: dict(SCHEMA_REPLY))
+    # Refuse a JSON schema with 400 (a server without grammar support).
+    reject_schema: bool = False
+    # Take a JSON schema and answer `reply` anyway (a server that ignores `response_format`).
+    ignore_schema: bool = False
 
 
 class LlamaStub:
@@ -353,6 +406,16 @@ class LlamaStub:
         unknown = self._unknown_model(str(body.get("model", "")))
         if unknown is not None:
             return unknown
+        schema = request_schema(body)
+        if schema is not None and self.config.reject_schema:
+            return self._error(
+                400,
+                {
+                    "code": 400,
+                    "message": "response_format type json_schema is not supported",
+                    "type": "invalid_request_error",
+                },
+            )
         prompt_ids = self.prompt_token_ids(body.get("messages", []))
         n_prompt = len(prompt_ids)
         max_tokens = int(body.get("max_tokens") or 10_000)
@@ -393,8 +456,13 @@ class LlamaStub:
             )
         cached = self.reuse_cache(prompt_ids, bool(body.get("cache_prompt", True)))
         progress = self.config.prompt_progress and bool(body.get("return_progress", False))
+        reply = None
+        if schema is not None and not self.config.ignore_schema:
+            reply = json.dumps(fill_schema(schema, self.config.schema_reply), ensure_ascii=False)
         return StreamingResponse(
-            self._stream(n_prompt - cached, cached, max_tokens, body.get("model", ""), progress),
+            self._stream(
+                n_prompt - cached, cached, max_tokens, body.get("model", ""), progress, reply
+            ),
             media_type="text/event-stream",
         )
 
@@ -463,7 +531,13 @@ class LlamaStub:
             self.busy_slots -= 1
 
     async def _stream(
-        self, n_prompt: int, cached: int, max_tokens: int, model: str, progress: bool = False
+        self,
+        n_prompt: int,
+        cached: int,
+        max_tokens: int,
+        model: str,
+        progress: bool = False,
+        reply: str | None = None,
     ) -> AsyncIterator[bytes]:
         cfg = self.config
         chat_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -481,7 +555,7 @@ class LlamaStub:
             }
             return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
-        pieces = re.findall(r"\S+\s*|\s+", cfg.reply)
+        pieces = re.findall(r"\S+\s*|\s+", cfg.reply if reply is None else reply)
         cut = cfg.cut_after_tokens if cfg.cut_times > 0 else None
         if cut is not None:
             cfg.cut_times -= 1

@@ -37,6 +37,9 @@ def service_env(**overrides: str) -> dict[str, str]:
         "LLM_FIRST_TOKEN_TIMEOUT_S": "5",
         "LLM_IDLE_TIMEOUT_S": "3",
         "LLM_MAX_RETRIES": "2",
+        # The plumbing tests stream the stub's free-text reply; structured (JSON) answers,
+        # the service's default for small contexts, have tests of their own.
+        "LLM_ANSWER_FORMAT": "text",
         "LOKI_MAX_RETRIES": "2",
         "LOKI_TIMEOUT_S": "5",
         "WORKER_HEARTBEAT_S": "1",

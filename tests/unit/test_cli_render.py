@@ -200,3 +200,31 @@ def test_a_verified_answer_is_not_printed_twice(printed: io.StringIO) -> None:
     out = printed.getvalue()
     assert "answer check: verified (grounding 1.00: no concrete claims)" in out, out
     assert "answer, checked" not in out and "unsupported" not in out, out
+
+
+def test_the_cli_prints_a_json_answer_as_the_markdown_that_streamed(
+    printed: io.StringIO,
+) -> None:
+    """In JSON mode the tokens are the answer's Markdown as it forms; a note on the JSON
+    (cut, invalid, refused by the server) is printed with the result."""
+    from workers.llm.partial_json import JsonMarkdown
+
+    raw = json.dumps(
+        {"summary": "Disk full", "cause": "T1", "explanation": "T1 says so", "next_steps": ["x"]}
+    )
+    renderer = JsonMarkdown()
+    pieces = [renderer.feed(raw[i : i + 7]) for i in range(0, len(raw), 7)]
+    for seq, piece in enumerate(p for p in pieces if p):
+        render.render(sse(seq + 1, "token", {"text": piece}))
+    shown = printed.getvalue()
+    assert "## Summary\nDisk full\n\n## Probable root cause\nT1" in shown
+    assert "## Next steps\n- x" in shown and '"summary"' not in shown
+    result = JobResult(
+        analysis="".join(pieces),
+        evidence=[],
+        model="m",
+        answer_format="json",
+        structured_note="the answer is not complete JSON (Expecting ',' delimiter at character 9)",
+    )
+    render.render(sse(99, "result", result.model_dump(mode="json")))
+    assert "not complete JSON" in printed.getvalue()

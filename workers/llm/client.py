@@ -337,6 +337,7 @@ class LlamaClient:
         sampling: Mapping[str, float] | None = None,
         prompt_tokens: int = 0,
         on_progress: Callable[[ProgressData], bool] = lambda _progress: True,
+        response_format: Mapping[str, Any] | None = None,
     ) -> Completion:
         """Stream one chat completion, retrying failures that happen before the first token
         (but not a first token that did not come in time).
@@ -345,6 +346,7 @@ class LlamaClient:
         `on_progress`, called until the first token (see `workers.llm.progress`); the
         first-token deadline follows from `prompt_tokens`. A failure after tokens were
         delivered raises StreamBrokenError: the caller decides how to restart.
+        `response_format` (OpenAI's, e.g. a JSON schema) constrains the answer.
         """
         reporter = ProgressReporter(
             on_progress,
@@ -363,6 +365,7 @@ class LlamaClient:
             # llama.cpp reports prompt processing in the stream.
             "return_progress": True,
             **(sampling or {}),
+            **({"response_format": dict(response_format)} if response_format else {}),
         }
         if self._props is not None and self._props.kind != "llama.cpp":
             body = {key: value for key, value in body.items() if key not in _LLAMA_ONLY}

@@ -82,6 +82,7 @@ def build_prompt(
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     findings: Sequence[str] = (),
+    system: str | None = None,
 ) -> Prompt:
     """Fill the prompt with the findings and the best-ranked evidence that fit `budget_tokens`.
 
@@ -89,9 +90,9 @@ def build_prompt(
     answer's `max_tokens` from the context. `findings` are versions of the findings text,
     longest first: the longest that fits goes in (none if none fits). Evidence items are taken
     in rank order; one that does not fit is tried once in a shorter form, then skipped, so
-    smaller later items can still fit.
+    smaller later items can still fit. `system` replaces the default system prompt.
     """
-    system = system_prompt()
+    system = system_prompt() if system is None else system
     # Chat-template tokens (role markers) are not in either text: keep a margin for them.
     fixed = count_tokens(system) + count_tokens(render_user(header, [], len(evidence), question))
     remaining = budget_tokens - fixed - TEMPLATE_MARGIN_TOKENS

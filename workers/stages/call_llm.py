@@ -17,6 +17,7 @@ from shared.errors import (
     ConfigurationError,
     ContextOverflowError,
     JobCancelledError,
+    LlmRejectedError,
     UpstreamError,
     UpstreamRejectedError,
 )
@@ -30,9 +31,12 @@ from shared.schemas import (
     NormalizeResult,
     ProgressData,
     Stage,
+    StructuredAnswer,
 )
+from workers.llm import structured
 from workers.llm.answer import DegenerationGuard, check_citations
 from workers.llm.client import LlamaClient, StreamBrokenError
+from workers.llm.partial_json import JsonMarkdown
 from workers.llm.prompt import Prompt, build_prompt
 from workers.llm.verify import DEFAULT_THRESHOLD, verify
 
@@ -113,6 +117,8 @@ def analyze(
     sampling: Mapping[str, float] | None = None,
     slot: Callable[[int], AbstractContextManager[object]] = lambda _slots: contextlib.nullcontext(),
     progress: Callable[[ProgressData], bool] = lambda _progress: True,
+    answer_format: str = "text",
+    structured_max_context: int = 8192,
 ) -> JobResult:
     """Ask the model about the evidence; raise JobCancelledError if the sink stops it.
 
@@ -122,11 +128,27 @@ def analyze(
     A guard watches the stream: when the answer starts repeating itself it is stopped, the
     clients are told to discard it (`retry`) and get it once more without the repetition,
     and `finish_reason` is `degenerate`.
+
+    In JSON mode (`answer_format`, see `workers.llm.structured.choose_format`) the answer is
+    held to a bounded schema; what streams to the sink (and becomes `analysis`) is its
+    Markdown as it forms, and the parsed answer is `structured`. A server that rejects the
+    schema gets the question once more in free text, and `structured_note` says so.
     """
     props = client.props()
     answer_tokens, budget = plan_tokens(props.n_ctx, max_tokens)
     header = describe_window(request, normalized)
     findings = describe_findings(normalized.findings)
+    fmt = structured.choose_format(
+        answer_format, n_ctx=props.n_ctx, max_context=structured_max_context, model=client.model
+    )
+    schema: structured.AnswerSchema | None = None
+    note: str | None = None
+    if fmt == "json":
+        schema = structured.AnswerSchema.build(
+            structured.cause_ids(normalized.findings), answer_tokens
+        )
+        if schema is None:
+            fmt, note = "text", f"{answer_tokens} answer tokens are too few for a JSON answer"
 
     def prompt_for(budget_tokens: int) -> Prompt:
         return build_prompt(
@@ -137,29 +159,37 @@ def analyze(
             budget_tokens=budget_tokens,
             count_tokens=client.count_tokens,
             findings=findings,
+            system=None if schema is None else structured.system_prompt(schema.causes),
         )
 
     prompt = prompt_for(budget)
     shrunk = False
     restarts = 0
     guard = DegenerationGuard()
+    renderer = JsonMarkdown()
 
     def on_token(text: str) -> bool:
+        if schema is not None:
+            text = renderer.feed(text)
+            if not text:
+                return True
         return guard.feed(text) and sink.token(text)
 
     with slot(props.total_slots):
         while True:
             guard = DegenerationGuard()
+            renderer = JsonMarkdown()
             try:
                 completion = client.stream_chat(
                     prompt.messages,
-                    max_tokens=answer_tokens,
+                    max_tokens=answer_tokens if schema is None else schema.max_chars(),
                     temperature=temperature,
                     on_token=on_token,
                     should_stop=sink.stopped,
                     sampling=sampling,
                     prompt_tokens=prompt.prompt_tokens,
                     on_progress=progress,
+                    response_format=None if schema is None else schema.response_format(),
                 )
                 break
             except ContextOverflowError as exc:
@@ -175,6 +205,14 @@ def analyze(
                     answer_tokens, budget = plan_tokens(exc.n_ctx, max_tokens)
                 scale = prompt.prompt_tokens / exc.n_prompt_tokens if exc.n_prompt_tokens else 0.5
                 prompt = prompt_for(int(budget * min(scale, 1.0) * 0.8))
+            except LlmRejectedError as exc:
+                # A server without JSON schemas (or with another dialect of them) refuses the
+                # request before any token: ask once more in free text, and say so.
+                if schema is None:
+                    raise
+                schema, fmt = None, "text"
+                note = f"the server rejected the JSON schema, so the answer is free text: {exc}"
+                prompt = prompt_for(budget)
             except StreamBrokenError as exc:
                 restarts += 1
                 if restarts > max_restarts:
@@ -182,12 +220,20 @@ def analyze(
                 if not sink.restart(exc.message):
                     raise JobCancelledError("job stopped during restart") from exc
     text, finish_reason = completion.text, completion.finish_reason
+    parsed: StructuredAnswer | None = None
+    if schema is not None:
+        # The reader got the Markdown; the raw JSON is what gets checked.
+        text = guard.text
     if completion.stopped and guard.degenerate:
         text, finish_reason = guard.answer(), "degenerate"
+        if schema is not None:
+            note = "the answer began repeating itself and was cut: no structured answer"
         if not (sink.restart(DEGENERATE_NOTICE) and sink.token(text)):
             raise JobCancelledError("the job was cancelled during the LLM call")
     elif completion.stopped:
         raise JobCancelledError("the job was cancelled during the LLM call")
+    elif schema is not None:
+        parsed, note = schema.parse(completion.text)
     timings = LlmTimings.model_validate(completion.timings) if completion.timings else None
     # With the prompt cache on, `prompt_n` counts only the tokens processed anew; the prompt's
     # size is what was reused from the cache plus those.
@@ -213,6 +259,9 @@ def analyze(
         citations=check_citations(text, (item.template_id for item in prompt.evidence)),
         time_to_first_token_s=completion.ttft_s,
         timings=timings,
+        answer_format=fmt,
+        structured=parsed,
+        structured_note=note,
     )
 
 
@@ -225,6 +274,10 @@ class LlmOptions:
     max_restarts: int = 2
     sampling: Mapping[str, float] = field(default_factory=dict)
     grounding_threshold: float = DEFAULT_THRESHOLD
+    # LLM_ANSWER_FORMAT (the service's default is `auto`) and LLM_STRUCTURED_MAX_CONTEXT
+    # (workers.llm.structured.choose_format).
+    answer_format: str = "text"
+    structured_max_context: int = 8192
 
 
 def check_answer(
@@ -317,6 +370,8 @@ def run(
                 sampling=options.sampling,
                 slot=slot,
                 progress=progress,
+                answer_format=options.answer_format,
+                structured_max_context=options.structured_max_context,
             )
             result = check_answer(result, normalized, request, options.grounding_threshold)
         except (UpstreamError, UpstreamRejectedError, ConfigurationError) as exc:
