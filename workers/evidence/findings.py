@@ -88,8 +88,10 @@ def _reasons(c: CauseScore, t: Template, incident: Incident, runner_up: float | 
     reasons = [f"{onset}, {when}"]
     if c.change:
         reasons.append(f"announces a change ({c.change})")
-    if stats.previous is None or c.surprise is None:
+    if stats.previous is None:
         reasons.append("the previous window could not be read: its rate before is unknown")
+    elif c.surprise is None:
+        reasons.append("the previous window held no line at all: its rate before is unknown")
     elif stats.previous == 0:
         reasons.append(
             f"absent from the previous window of the same length; {_lines(stats.count)} now "

@@ -107,6 +107,7 @@ class Series:
     bins: tuple[float, ...]
     previous: float | None
     previous_bins: tuple[float, ...] | None
+    rate_known: bool = True  # False: the previous window held no line at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +242,11 @@ def score_causes(
     scored = []
     for i, onset, change in pool:
         s = series[i]
-        surprise = None if s.previous is None else poisson_surprise(s.count, s.previous)
+        surprise = (
+            None
+            if s.previous is None or not s.rate_known
+            else poisson_surprise(s.count, s.previous)
+        )
         rate = 0.5 if surprise is None else min(1.0, surprise / SURPRISE_FULL)
         own_errors = s.bins if s.level_rank >= _ERROR_RANK else (0.0,) * nbins
         others = [e - o for e, o in zip(errors_per_bin, own_errors, strict=True)]

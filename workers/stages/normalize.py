@@ -279,9 +279,9 @@ def normalize(
         )
         for tid in tids
     ]
-    # A previous window that held no line at all says nothing about what is new (logs began,
-    # or were kept, only from this window on): the scorer then judges novelty without it.
-    compared = previous is not None and bool(before)
+    # A previous window that held no line at all says nothing about how surprising a count
+    # is (logs began, or were kept, only from this window on): the rate test is then unknown.
+    rate_known = bool(before)
     series = [
         Series(
             level_rank=severity(s.level, s.template),
@@ -290,8 +290,9 @@ def normalize(
             first_ns=s.first_ns,
             last_ns=s.last_ns,
             bins=_dense(templates[tid].bins),
-            previous=None if not compared else sum(earlier.get(tid, {}).values()),
-            previous_bins=None if not compared else _dense(earlier.get(tid, {})),
+            previous=None if previous is None else sum(earlier.get(tid, {}).values()),
+            previous_bins=None if previous is None else _dense(earlier.get(tid, {})),
+            rate_known=rate_known,
         )
         for s, tid in zip(stats, tids, strict=True)
     ]
